@@ -1,0 +1,123 @@
+"""Findings: what the rules say about a document, as data.
+
+A finding has a stable code, a severity, the line it concerns (if any) and a message
+that names the document and the numbers involved. Severity decides the outcome:
+``error`` rejects, ``warning`` lets through flagged, ``info`` is a note, ``alert`` is
+routed to the country concerned as its own message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class Severity(StrEnum):
+    """How much a finding weighs."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    HOLD = "hold"
+    INFO = "info"
+    ALERT = "alert"
+
+
+class Code(StrEnum):
+    """The finding codes the hub publishes (DESIGN.md section 3)."""
+
+    SCHEMA_INVALID = "SCHEMA_INVALID"
+    UNSAFE_XML = "UNSAFE_XML"
+    MISSING_TREATY_FIELD = "MISSING_TREATY_FIELD"
+    INVALID_PERIOD = "INVALID_PERIOD"
+    UNKNOWN_SUBSTANCE = "UNKNOWN_SUBSTANCE"
+    SENDER_NOT_ISSUER = "SENDER_NOT_ISSUER"
+    IMPORT_AUTHORIZATION_NOT_FOUND = "IMPORT_AUTHORIZATION_NOT_FOUND"
+    IMPORT_AUTHORIZATION_MISMATCH = "IMPORT_AUTHORIZATION_MISMATCH"
+    IMPORT_AUTHORIZATION_EXHAUSTED = "IMPORT_AUTHORIZATION_EXHAUSTED"
+    OUTSIDE_VALIDITY = "OUTSIDE_VALIDITY"
+    EXCESS_ESTIMATE = "EXCESS_ESTIMATE"
+    EXCESS_ASSESSMENT = "EXCESS_ASSESSMENT"
+    NO_ESTIMATE = "NO_ESTIMATE"
+    IMPORT_PROHIBITED = "IMPORT_PROHIBITED"
+    BONDED_WAREHOUSE_FORBIDDEN = "BONDED_WAREHOUSE_FORBIDDEN"
+    POST_BOX_CONSIGNEE = "POST_BOX_CONSIGNEE"
+    EMERGENCY_EXPORT = "EMERGENCY_EXPORT"
+    DUPLICATE = "DUPLICATE"
+    AMENDED = "AMENDED"
+    SHORTFALL = "SHORTFALL"
+    EXCESS_RECEIPT = "EXCESS_RECEIPT"
+    EXPIRED_UNENDORSED = "EXPIRED_UNENDORSED"
+    EXPORT_AUTHORIZATION_NOT_FOUND = "EXPORT_AUTHORIZATION_NOT_FOUND"
+    CANCELLED_DOCUMENT_NOT_FOUND = "CANCELLED_DOCUMENT_NOT_FOUND"
+    ALREADY_ENDORSED = "ALREADY_ENDORSED"
+    DOCUMENT_CLOSED = "DOCUMENT_CLOSED"
+
+
+SEVERITY: dict[Code, Severity] = {
+    Code.SCHEMA_INVALID: Severity.ERROR,
+    Code.UNSAFE_XML: Severity.ERROR,
+    Code.MISSING_TREATY_FIELD: Severity.ERROR,
+    Code.INVALID_PERIOD: Severity.ERROR,
+    Code.UNKNOWN_SUBSTANCE: Severity.ERROR,
+    Code.SENDER_NOT_ISSUER: Severity.ERROR,
+    Code.IMPORT_AUTHORIZATION_NOT_FOUND: Severity.WARNING,
+    Code.IMPORT_AUTHORIZATION_MISMATCH: Severity.ERROR,
+    Code.IMPORT_AUTHORIZATION_EXHAUSTED: Severity.WARNING,
+    Code.OUTSIDE_VALIDITY: Severity.WARNING,
+    Code.EXCESS_ESTIMATE: Severity.WARNING,
+    Code.EXCESS_ASSESSMENT: Severity.WARNING,
+    Code.NO_ESTIMATE: Severity.WARNING,
+    Code.IMPORT_PROHIBITED: Severity.ERROR,
+    Code.BONDED_WAREHOUSE_FORBIDDEN: Severity.ERROR,
+    Code.POST_BOX_CONSIGNEE: Severity.ERROR,
+    Code.EMERGENCY_EXPORT: Severity.WARNING,
+    Code.DUPLICATE: Severity.INFO,
+    Code.AMENDED: Severity.INFO,
+    Code.SHORTFALL: Severity.ALERT,
+    Code.EXCESS_RECEIPT: Severity.ALERT,
+    Code.EXPIRED_UNENDORSED: Severity.ALERT,
+    Code.EXPORT_AUTHORIZATION_NOT_FOUND: Severity.WARNING,
+    Code.CANCELLED_DOCUMENT_NOT_FOUND: Severity.ERROR,
+    Code.ALREADY_ENDORSED: Severity.WARNING,
+    Code.DOCUMENT_CLOSED: Severity.ERROR,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing a rule found about a document.
+
+    Attributes:
+        code: The stable finding code.
+        severity: error, warning, hold, info or alert.
+        message: Names the document, the line and the numbers involved.
+        line: The document line (1-based) it concerns, if any.
+        path: Where in the XML, for schema findings.
+        source_line: Line number in the received file, for schema findings.
+        figures: The numbers behind the finding, by name (grams, dates).
+    """
+
+    code: str
+    severity: str
+    message: str
+    line: int | None = None
+    path: str | None = None
+    source_line: int | None = None
+    figures: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, code: Code, message: str, **kwargs: Any) -> Finding:
+        """Build a finding with the code's published severity."""
+        return cls(
+            code=code.value, severity=SEVERITY[code].value, message=message, **kwargs
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for JSON output and storage, without empty keys."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def is_rejecting(findings: list[Finding]) -> bool:
+    """True when any finding is an error."""
+    return any(f.severity == Severity.ERROR for f in findings)

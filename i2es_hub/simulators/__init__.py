@@ -1,0 +1,1 @@
+"""Simulated national systems and test servers, on loopback only."""

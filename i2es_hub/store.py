@@ -1,0 +1,311 @@
+"""The database: tables, engine and transactions.
+
+SQLite in a file is the embedded default (``var/hub.db``); any SQLAlchemy URL in
+``I2ES_HUB_DATABASE_URL`` replaces it, and PostgreSQL is the production database.
+The schema is owned by the Alembic migrations in ``i2es_hub/migrations``; the tables
+below are the code's view of it and must match the latest migration.
+
+Document rows use client-made UUID keys so a batch can be written with a few
+multi-row statements instead of one round trip per row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from i2es_hub.errors import ConfigError
+
+DEFAULT_DATABASE = Path("var") / "hub.db"
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Serial = BigInteger().with_variant(Integer(), "sqlite")
+Grams = Numeric(24, 3)
+Amount = Numeric(24, 6)
+
+
+def utcnow() -> dt.datetime:
+    """The current time in UTC: every timestamp the hub writes is UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+def new_id() -> str:
+    """A new random identifier for documents, messages and deliveries."""
+    return uuid.uuid4().hex
+
+
+def _ts(name: str, **kw: Any) -> Column[Any]:
+    return Column(name, DateTime(timezone=True), **kw)
+
+
+documents = Table(
+    "documents",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("doc_type", String(32), nullable=False),
+    Column("issuer", String(2), nullable=False),
+    Column("number", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("issue_date", Date, nullable=False),
+    Column("validity_from", Date),
+    Column("validity_until", Date),
+    Column("importer_country", String(2)),
+    Column("exporter_country", String(2)),
+    Column("ref_type", String(32)),
+    Column("ref_number", String(64)),
+    Column("ref_country", String(2)),
+    Column("linked_id", String(32)),
+    Column("emergency", Boolean, nullable=False, default=False),
+    Column("sender", String(2), nullable=False),
+    Column("channel", String(32), nullable=False),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    UniqueConstraint("issuer", "doc_type", "number"),
+    Index(None, "ref_country", "ref_number"),
+    Index(None, "linked_id"),
+)
+
+document_versions = Table(
+    "document_versions",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("document_id", String(32), ForeignKey("documents.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("message_id", String(32), nullable=False, unique=True),
+    Column("content_hash", String(64), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("original", LargeBinary, nullable=False),
+    Column("canonical", LargeBinary, nullable=False),
+    Column("findings", JSON, nullable=False),
+    Column("sender", String(2), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("source", String(512), nullable=False, default=""),
+    _ts("received_at", nullable=False),
+    UniqueConstraint("document_id", "version"),
+)
+
+document_lines = Table(
+    "document_lines",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("document_id", String(32), ForeignKey("documents.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("substance", String(128), nullable=False),
+    Column("form", String(128), nullable=False),
+    Column("quantity", Amount, nullable=False),
+    Column("unit", String(8), nullable=False),
+    Column("base_grams", Grams),
+    Index(None, "document_id", "version"),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    _ts("at", nullable=False),
+    Column("document_id", String(32)),
+    Column("version", Integer),
+    Column("from_state", String(16)),
+    Column("to_state", String(16), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("reason", String(512), nullable=False, default=""),
+    Index(None, "document_id"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("code", String(40), nullable=False),
+    Column("country", String(2), nullable=False),
+    Column("document_id", String(32)),
+    Column("line_no", Integer),
+    Column("message", Text, nullable=False),
+    Column("figures", JSON),
+    Column("payload", LargeBinary, nullable=False),
+    _ts("created_at", nullable=False),
+    Index(None, "document_id"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("seq", Serial, primary_key=True, autoincrement=True),
+    Column("id", String(32), nullable=False, unique=True),
+    Column("recipient", String(2), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("document_id", String(32)),
+    Column("version", Integer),
+    Column("alert_id", String(32)),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    _ts("next_attempt_at"),
+    Column("last_error", Text),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    _ts("delivered_at"),
+    _ts("acknowledged_at"),
+    Index(None, "recipient", "state", "seq"),
+    Index(None, "document_id"),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    _ts("received_at", nullable=False),
+    Column("sender", String(2), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("source", String(512), nullable=False, default=""),
+    Column("content_hash", String(64), nullable=False),
+    Column("original", LargeBinary, nullable=False),
+    Column("findings", JSON, nullable=False),
+    Column("doc_type", String(32)),
+    Column("issuer", String(8)),
+    Column("number", String(128)),
+    Column("state", String(16), nullable=False),
+    _ts("replayed_at"),
+    Index(None, "sender", "content_hash"),
+    Index(None, "state"),
+)
+
+reference_lists = Table(
+    "reference_lists",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("effective_from", Date, nullable=False, unique=True),
+    Column("source", String(256), nullable=False),
+    Column("body", JSON, nullable=False),
+    _ts("loaded_at", nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("country", String(2), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("label", String(128), nullable=False, default=""),
+    _ts("created_at", nullable=False),
+    _ts("revoked_at"),
+)
+
+
+# ----- engine and transactions --------------------------------------------------
+
+
+def database_url() -> str:
+    """The configured database URL (``I2ES_HUB_DATABASE_URL`` or the SQLite file)."""
+    url = os.environ.get("I2ES_HUB_DATABASE_URL", "").strip()
+    if not url:
+        DEFAULT_DATABASE.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{DEFAULT_DATABASE}"
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+@functools.cache
+def get_engine(url: str | None = None) -> Engine:
+    """The engine for ``url`` (default: :func:`database_url`), one per process.
+
+    Raises:
+        ConfigError: the URL cannot be understood.
+    """
+    url = url or database_url()
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # sqlalchemy raises ArgumentError; keep the URL out
+        raise ConfigError(
+            "I2ES_HUB_DATABASE_URL is not a valid SQLAlchemy URL "
+            "(expected e.g. sqlite:///var/hub.db or postgresql://user@host/db)"
+        ) from exc
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": 60})
+        _tune_sqlite(engine)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    return engine
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's begin hook issue BEGIN itself (pysqlite's own is lazy).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Writers take the lock up front so two processes never both read, then
+        # fail to upgrade to a write lock.
+        immediate = conn.info.get("i2es_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def is_sqlite(engine: Engine) -> bool:
+    """True for the embedded SQLite database."""
+    return engine.dialect.name == "sqlite"
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection in a write transaction, committed on success."""
+    with engine.connect() as conn:
+        conn.info["i2es_write"] = True
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            conn.info.pop("i2es_write", None)
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection in a read-only unit of work."""
+    with engine.connect() as conn, conn.begin():
+        yield conn

@@ -1,0 +1,1 @@
+"""Transports: how bytes move between the hub and a national system."""
