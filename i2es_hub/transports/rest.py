@@ -9,7 +9,8 @@ is a working example):
   Only complete documents are listed, so no readiness delay applies.
 * ``GET {base}{pull_path}/<id>`` returns one document's bytes.
 * ``POST {base}{ack_path}`` with ``{"ids": [...]}`` acknowledges documents
-  after the hub has committed them; they then leave the list. Acknowledging
+  after the hub has committed them; they then leave the list. The answer
+  ``{"acknowledged": n}`` counts those newly acknowledged; acknowledging
   twice is harmless.
 * ``POST {base}{push_path}`` with the message bytes, headers
   ``Idempotency-Key: <message id>``, ``Content-Type`` and ``X-Filename``;
@@ -446,6 +447,7 @@ class RestTransport:
             PermanentTransportError: It refused the acknowledgement.
         """
         ids = [file.ref for file in files if _ITEM_ID.fullmatch(file.ref)]
+        done = 0
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             answer = self._request(
@@ -457,8 +459,11 @@ class RestTransport:
             )
             if answer.status >= 400:
                 raise self._refused("acknowledging", "POST", answer)
-        logger.info("REST %s: acknowledged %d documents", self.config.peer, len(ids))
-        return len(ids)
+            done += _acknowledged(answer, len(chunk))
+        logger.info(
+            "REST %s: acknowledged %d of %d documents", self.config.peer, done, len(ids)
+        )
+        return done
 
     # --- push -----------------------------------------------------------------
 
@@ -505,6 +510,14 @@ class RestTransport:
             url,
         )
         return results
+
+
+def _acknowledged(answer: _Answer, asked: int) -> int:
+    """Read how many ids the peer newly acknowledged (``asked`` if it won't say)."""
+    try:
+        return int(json.loads(answer.body)["acknowledged"])
+    except (ValueError, KeyError, TypeError):
+        return asked
 
 
 def _is_duplicate(answer: _Answer) -> bool:
