@@ -172,7 +172,7 @@ class Document:
     expired_without_import: dt.date | None = None
     reason: str = ""
     remarks: str = ""
-    source_line: int | None = field(default=None, compare=False)
+    source_line: int | None = field(default=None, compare=False, repr=False)
 
     @property
     def label(self) -> str:
@@ -197,12 +197,6 @@ class Document:
             return self.ref.country
         return None
 
-    def content_hash(self) -> str:
-        """Digest of the content, blind to layout: equal hash means a duplicate."""
-        return hashlib.sha256(
-            repr(replace(self, source_line=None)).encode()
-        ).hexdigest()
-
     def with_base_quantities(self, bases: dict[int, Decimal]) -> Document:
         """A copy whose lines carry the computed base quantities."""
         lines = tuple(
@@ -213,22 +207,37 @@ class Document:
 
 
 # ----- reading validated XML into the model -------------------------------------
+#
+# The schema has already fixed the structure, so each element's children are read
+# once into a map by local name instead of one search per field.
+
+_NS_LEN = len(NS) + 2
+Children = dict[str, etree._Element]
 
 
-def _text(element: etree._Element | None, name: str) -> str:
+def _children(element: etree._Element | None) -> Children:
     if element is None:
+        return {}
+    return {
+        child.tag[_NS_LEN:]: child for child in element if isinstance(child.tag, str)
+    }
+
+
+def _text(children: Children, name: str) -> str:
+    child = children.get(name)
+    if child is None:
         return ""
-    child = element.find(q(name))
-    return (child.text or "").strip() if child is not None else ""
+    text = child.text
+    return text.strip() if text else ""
 
 
-def _date(element: etree._Element | None, name: str) -> dt.date | None:
-    value = _text(element, name)
+def _date(children: Children, name: str) -> dt.date | None:
+    value = _text(children, name)
     return dt.date.fromisoformat(value) if value else None
 
 
-def _bool(element: etree._Element, name: str) -> bool:
-    return _text(element, name) in ("true", "1")
+def _bool(children: Children, name: str) -> bool:
+    return _text(children, name) in ("true", "1")
 
 
 def _decimal(value: str) -> Decimal:
@@ -241,19 +250,20 @@ def _decimal(value: str) -> Decimal:
 def _party(element: etree._Element | None) -> Party | None:
     if element is None:
         return None
-    address = element.find(q("Address"))
-    streets = (
-        tuple((s.text or "").strip() for s in address.iterfind(q("Street")))
-        if address is not None
-        else ()
-    )
+    fields = _children(element)
+    address = fields.get("Address")
+    streets: tuple[str, ...] = ()
+    parts: Children = {}
+    if address is not None:
+        parts = _children(address)
+        streets = tuple((s.text or "").strip() for s in address.iterfind(q("Street")))
     return Party(
-        name=_text(element, "Name"),
+        name=_text(fields, "Name"),
         street=streets,
-        city=_text(address, "City"),
-        postal_code=_text(address, "PostalCode"),
-        country=_text(address, "Country"),
-        licence=_text(element, "LicenceNumber"),
+        city=_text(parts, "City"),
+        postal_code=_text(parts, "PostalCode"),
+        country=_text(parts, "Country"),
+        licence=_text(fields, "LicenceNumber"),
     )
 
 
@@ -263,31 +273,59 @@ def _measure(element: etree._Element | None) -> tuple[Decimal, str] | None:
     return _decimal((element.text or "").strip()), element.get("unit", "")
 
 
-def _lines(root: etree._Element, received: bool) -> tuple[Line, ...]:
-    lines = []
-    container = root.find(q("Lines"))
+def _lines(container: etree._Element | None, received: bool) -> tuple[Line, ...]:
     if container is None:
         return ()
-    for el in container.iterfind(q("Line")):
-        qty_el = el.find(q("QuantityReceived" if received else "Quantity"))
-        qty, unit = _measure(qty_el) or (Decimal(0), "")
-        base = _measure(el.find(q("BaseQuantity")))
+    lines = []
+    quantity_name = "QuantityReceived" if received else "Quantity"
+    for el in container:
+        if not isinstance(el.tag, str):
+            continue
+        f = _children(el)
+        qty, unit = _measure(f.get(quantity_name)) or (Decimal(0), "")
+        base = _measure(f.get("BaseQuantity"))
         lines.append(
             Line(
                 number=int(el.get("number", "0")),
-                substance=_text(el, "Substance"),
-                form=_text(el, "Form"),
+                substance=_text(f, "Substance"),
+                form=_text(f, "Form"),
                 quantity=qty,
                 unit=unit,
-                convention=_text(el, "Convention"),
-                schedule=_text(el, "Schedule"),
-                pharmaceutical_form=_text(el, "PharmaceuticalForm"),
-                preparation=_text(el, "PreparationName"),
-                strength=_measure(el.find(q("StrengthPerUnit"))),
+                convention=_text(f, "Convention"),
+                schedule=_text(f, "Schedule"),
+                pharmaceutical_form=_text(f, "PharmaceuticalForm"),
+                preparation=_text(f, "PreparationName"),
+                strength=_measure(f.get("StrengthPerUnit")),
                 base_quantity=base[0] if base else None,
             )
         )
     return tuple(lines)
+
+
+def _ref(doc_type: DocType, fields: Children) -> Ref | None:
+    if doc_type is DocType.EXPORT_AUTHORIZATION:
+        ia = fields.get("ImportAuthorizationRef")
+        if ia is None:
+            return None
+        f = _children(ia)
+        return Ref(
+            DocType.IMPORT_AUTHORIZATION,
+            _text(f, "Number"),
+            _text(f, "IssuingCountry"),
+            _date(f, "IssueDate"),
+            _text(f, "IssuingAuthority"),
+        )
+    if doc_type is DocType.ENDORSEMENT:
+        f = _children(fields.get("ExportAuthorizationRef"))
+        return Ref(
+            DocType.EXPORT_AUTHORIZATION, _text(f, "Number"), _text(f, "IssuingCountry")
+        )
+    if doc_type is DocType.CANCELLATION:
+        f = _children(fields.get("Cancels"))
+        return Ref(
+            DocType(_text(f, "Type")), _text(f, "Number"), _text(f, "IssuingCountry")
+        )
+    return None
 
 
 def read_document(root: etree._Element) -> Document:
@@ -299,57 +337,41 @@ def read_document(root: etree._Element) -> Document:
     doc_type = ROOTS.get(root.tag)
     if doc_type is None:
         raise ValueError(f"not a canonical document: {root.tag}")
-    validity = root.find(q("Validity"))
-    ref: Ref | None = None
-    if doc_type is DocType.EXPORT_AUTHORIZATION:
-        ia = root.find(q("ImportAuthorizationRef"))
-        if ia is not None:
-            ref = Ref(
-                DocType.IMPORT_AUTHORIZATION,
-                _text(ia, "Number"),
-                _text(ia, "IssuingCountry"),
-                _date(ia, "IssueDate"),
-                _text(ia, "IssuingAuthority"),
-            )
-    elif doc_type is DocType.ENDORSEMENT:
-        ea = root.find(q("ExportAuthorizationRef"))
-        ref = Ref(
-            DocType.EXPORT_AUTHORIZATION,
-            _text(ea, "Number"),
-            _text(ea, "IssuingCountry"),
-        )
-    elif doc_type is DocType.CANCELLATION:
-        target = root.find(q("Cancels"))
-        ref = Ref(
-            DocType(_text(target, "Type")),
-            _text(target, "Number"),
-            _text(target, "IssuingCountry"),
-        )
+    f = _children(root)
+    validity = _children(f.get("Validity"))
     return Document(
         doc_type=doc_type,
-        number=_text(root, "DocumentNumber"),
-        issuer=_text(root, "IssuingCountry"),
-        authority=_text(root, "IssuingAuthority"),
-        issue_date=dt.date.fromisoformat(_text(root, "IssueDate")),
-        lines=_lines(root, received=doc_type is DocType.ENDORSEMENT),
+        number=_text(f, "DocumentNumber"),
+        issuer=_text(f, "IssuingCountry"),
+        authority=_text(f, "IssuingAuthority"),
+        issue_date=dt.date.fromisoformat(_text(f, "IssueDate")),
+        lines=_lines(f.get("Lines"), received=doc_type is DocType.ENDORSEMENT),
         validity_from=_date(validity, "From"),
         validity_until=_date(validity, "Until"),
-        importer=_party(root.find(q("Importer"))),
-        exporter=_party(root.find(q("Exporter"))),
-        multiple_consignments=_bool(root, "MultipleConsignments"),
-        bonded_warehouse=_bool(root, "BondedWarehouse"),
-        special_import_licence=_text(root, "SpecialImportLicence"),
-        emergency=_bool(root, "Emergency"),
-        ref=ref,
-        expected_dispatch=_date(root, "ExpectedDispatchDate"),
-        dispatch_date=_date(root, "DispatchDate"),
-        endorsing_authority=_text(root, "EndorsingAuthority"),
-        receipt_date=_date(root, "ReceiptDate"),
-        expired_without_import=_date(root, "ExpiredWithoutImport"),
-        reason=_text(root, "Reason"),
-        remarks=_text(root, "Remarks"),
+        importer=_party(f.get("Importer")),
+        exporter=_party(f.get("Exporter")),
+        multiple_consignments=_bool(f, "MultipleConsignments"),
+        bonded_warehouse=_bool(f, "BondedWarehouse"),
+        special_import_licence=_text(f, "SpecialImportLicence"),
+        emergency=_bool(f, "Emergency"),
+        ref=_ref(doc_type, f),
+        expected_dispatch=_date(f, "ExpectedDispatchDate"),
+        dispatch_date=_date(f, "DispatchDate"),
+        endorsing_authority=_text(f, "EndorsingAuthority"),
+        receipt_date=_date(f, "ReceiptDate"),
+        expired_without_import=_date(f, "ExpiredWithoutImport"),
+        reason=_text(f, "Reason"),
+        remarks=_text(f, "Remarks"),
         source_line=root.sourceline,
     )
+
+
+def content_hash(element: etree._Element) -> str:
+    """Digest of a document's canonical form (C14N, blank text dropped at parse).
+
+    Equal digests mean a duplicate; layout and namespace prefixes do not count.
+    """
+    return hashlib.sha256(etree.tostring(element, method="c14n")).hexdigest()
 
 
 def identity_of(root: etree._Element) -> tuple[str, str, str] | None:
@@ -357,4 +379,5 @@ def identity_of(root: etree._Element) -> tuple[str, str, str] | None:
     doc_type = ROOTS.get(root.tag)
     if doc_type is None:
         return None
-    return doc_type.value, _text(root, "IssuingCountry"), _text(root, "DocumentNumber")
+    f = _children(root)
+    return doc_type.value, _text(f, "IssuingCountry"), _text(f, "DocumentNumber")

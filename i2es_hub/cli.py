@@ -202,9 +202,7 @@ def ingest(
     """
     sender = sender.upper()
     pipeline = _pipeline(batch_size=batch_size)
-    candidates = (
-        c for path in files for c in pipeline.prepare_path(path, sender, channel)
-    )
+    candidates = pipeline.prepare_paths(files, sender, channel)
     counts: Counter[str] = Counter()
     for result in _progress(pipeline.commit_all(candidates), len(files)):
         counts[result.outcome] += 1

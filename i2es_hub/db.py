@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
 from i2es_hub import store
-from i2es_hub.reference import (
-    BUILTIN_REFERENCE,
-    ReferenceList,
-    load_reference_file,
-    parse_reference,
-)
+from i2es_hub.reference import BUILTIN_REFERENCE, ReferenceList, load_reference_file
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def alembic_config(engine: Engine) -> Config:
+def alembic_config(engine: Engine) -> Any:
     """An Alembic configuration that points at the hub's migrations."""
+    from alembic.config import Config  # alembic is slow to import: only here
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", engine.url.render_as_string(False))
@@ -34,6 +28,8 @@ def alembic_config(engine: Engine) -> Config:
 
 def upgrade(engine: Engine) -> None:
     """Bring the schema to the latest migration and load the built-in reference list."""
+    from alembic import command
+
     config = alembic_config(engine)
     with engine.begin() as conn:
         config.attributes["connection"] = conn
@@ -87,20 +83,4 @@ def store_reference(conn: Connection, ref: ReferenceList, *, replace: bool) -> b
     return True
 
 
-def reference_lists(conn: Connection) -> list[ReferenceList]:
-    """Every stored reference list, oldest first."""
-    t = store.reference_lists
-    rows = conn.execute(select(t.c.body).order_by(t.c.effective_from)).scalars()
-    return [parse_reference(body, "database reference_lists") for body in rows]
-
-
-def reference_for(lists: list[ReferenceList], day: dt.date) -> ReferenceList | None:
-    """The list in force on ``day``: the latest whose effective date is not after it."""
-    chosen = None
-    for ref in lists:
-        if ref.effective_from <= day:
-            chosen = ref
-    return chosen or (lists[0] if lists else None)
-
-
-__all__ = ["reference_for", "reference_lists", "store_reference", "upgrade"]
+__all__ = ["store_reference", "upgrade"]

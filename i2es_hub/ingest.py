@@ -17,9 +17,13 @@ this module yields come after the commit.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
-from collections import defaultdict
+import multiprocessing
+import os
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -32,11 +36,10 @@ from sqlalchemy.exc import IntegrityError
 
 from i2es_hub import canonical, store, xmlsafe
 from i2es_hub.canonical import DocType, Document
-from i2es_hub.db import reference_for, reference_lists
 from i2es_hub.findings import Code, Finding, Severity, is_rejecting
 from i2es_hub.ledger import Ledger
 from i2es_hub.policy import Policy
-from i2es_hub.reference import ReferenceList
+from i2es_hub.reference import ReferenceList, reference_for, reference_lists
 from i2es_hub.rules import (
     StoredAuthorization,
     document_findings,
@@ -47,6 +50,9 @@ from i2es_hub.rules import (
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 500
+PREPARE_WORKERS = 3
+PREPARE_CHUNK = 250
+PARALLEL_MIN_FILES = 1000
 ACTIVE_STATES = ("accepted", "amended", "endorsed")
 Identity = tuple[str, str, str]  # (issuer, doc_type, number)
 
@@ -124,6 +130,7 @@ class Candidate:
     doc: Document | None = None
     bases: dict[int, Decimal] = field(default_factory=dict)
     identity_hint: tuple[str, str, str] | None = None
+    digest: str = ""
 
     @property
     def identity(self) -> Identity | None:
@@ -172,30 +179,15 @@ def recipients_of(
     return sorted({c for c in countries if c and c != issuer})
 
 
-class Pipeline:
-    """Ingest submissions into the store, in batches.
+class Preparer:
+    """The database-free first stage: parse, validate, read, document rules.
 
-    Args:
-        engine: The hub database.
-        batch_size: Documents per write transaction.
-        policy: Per-country policy (warnings to hold).
+    Holds only the reference lists, so it can run in worker processes.
     """
 
-    def __init__(
-        self,
-        engine: Engine,
-        *,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        policy: Policy | None = None,
-    ) -> None:
-        self.engine = engine
-        self.batch_size = batch_size
-        self.policy = policy or Policy()
-        with store.read_transaction(engine) as conn:
-            self._references = reference_lists(conn)
+    def __init__(self, references: list[ReferenceList]) -> None:
+        self._references = references
         canonical.lxml_schema()  # compile once, before the first document
-
-    # ----- prepare ------------------------------------------------------------
 
     def _reference(self, doc: Document) -> ReferenceList | None:
         return reference_for(self._references, doc.issue_date)
@@ -238,16 +230,22 @@ class Pipeline:
                 f"{canonical.NS}",
                 source_line=element.sourceline,
             )
-        label = where
-        hint = canonical.identity_of(element)
-        if hint:
-            label = f"{hint[0]} {hint[1]}/{hint[2]} from {where}"
-        errors = canonical.schema_findings(element, label)
-        if errors:
+        if not canonical.lxml_schema().validate(element):
+            hint = canonical.identity_of(element)
+            label = f"{hint[0]} {hint[1]}/{hint[2]} from {where}" if hint else where
+            errors = canonical.schema_findings(element, label)
             return Candidate(submission, original, raw, errors, identity_hint=hint)
         doc = canonical.read_document(element)
         findings, bases = document_findings(doc, self._reference(doc))
-        return Candidate(submission, original, raw, findings, doc, bases)
+        return Candidate(
+            submission,
+            original,
+            raw,
+            findings,
+            doc,
+            bases,
+            digest=canonical.content_hash(element),
+        )
 
     @staticmethod
     def _failed(
@@ -260,8 +258,6 @@ class Pipeline:
         original = submission.original if submission.original is not None else data
         finding = Finding.of(code, message, source_line=source_line)
         return Candidate(submission, original, data, [finding])
-
-    # ----- commit -------------------------------------------------------------
 
     def prepare_path(
         self, path: Path, sender: str, channel: str = "cli", source: str | None = None
@@ -302,6 +298,84 @@ class Pipeline:
                 yield self._failed(
                     sub, fh.read(), code, f"{source}: {exc}", source_line=line
                 )
+
+
+# Worker-process state for parallel preparation (set by the pool initializer).
+_worker: tuple[Preparer, str, str] | None = None
+
+
+def _init_worker(references: list[ReferenceList], sender: str, channel: str) -> None:
+    global _worker
+    _worker = (Preparer(references), sender, channel)
+
+
+def _prepare_chunk(paths: list[str]) -> list[Candidate]:
+    assert _worker is not None
+    preparer, sender, channel = _worker
+    return [c for p in paths for c in preparer.prepare_path(Path(p), sender, channel)]
+
+
+class Pipeline:
+    """Ingest submissions into the store, in batches.
+
+    Args:
+        engine: The hub database.
+        batch_size: Documents per write transaction.
+        policy: Per-country policy (warnings to hold).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        policy: Policy | None = None,
+    ) -> None:
+        self.engine = engine
+        self.batch_size = batch_size
+        self.policy = policy or Policy()
+        with store.read_transaction(engine) as conn:
+            self.references = reference_lists(conn)
+        self.preparer = Preparer(self.references)
+        self.prepare = self.preparer.prepare
+        self.prepare_path = self.preparer.prepare_path
+
+    def prepare_paths(
+        self, paths: Sequence[Path], sender: str, channel: str = "cli"
+    ) -> Iterator[Candidate]:
+        """Prepare many files in input order, on worker processes when it pays.
+
+        The commit stage stays in this process and in order, so a document that
+        depends on an earlier file (an export authorization after its import
+        authorization) always sees it.
+        """
+        workers = min(PREPARE_WORKERS, max((os.cpu_count() or 1) - 1, 1))
+        if len(paths) < PARALLEL_MIN_FILES or workers < 1:
+            for path in paths:
+                yield from self.prepare_path(path, sender, channel)
+            return
+        chunks = [
+            [str(p) for p in paths[i : i + PREPARE_CHUNK]]
+            for i in range(0, len(paths), PREPARE_CHUNK)
+        ]
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(
+            workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(self.references, sender, channel),
+        ) as pool:
+            # A bounded window of chunks in flight keeps memory flat.
+            pending: deque[Future[list[Candidate]]] = deque()
+            chunk_iter = iter(chunks)
+            for chunk in itertools.islice(chunk_iter, workers * 2):
+                pending.append(pool.submit(_prepare_chunk, chunk))
+            while pending:
+                candidates = pending.popleft().result()
+                nxt = next(chunk_iter, None)
+                if nxt is not None:
+                    pending.append(pool.submit(_prepare_chunk, nxt))
+                yield from candidates
 
     def ingest(self, submissions: Iterable[Submission]) -> Iterator[Result]:
         """Ingest every submission; yields one result per document, after commit."""
@@ -482,7 +556,7 @@ class _Batch:
             return self._reject(c, findings)
 
         existing = self.known.get(c.identity) if c.identity else None
-        digest = doc.content_hash()
+        digest = c.digest
         if existing is not None and existing.content_hash == digest:
             return Result(
                 "duplicate",

@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
 
+from i2es_hub import store
 from i2es_hub.errors import ConfigError
 
 BUILTIN_REFERENCE = Path(__file__).parent / "data" / "reference.yaml"
@@ -123,3 +126,19 @@ def to_grams(
 def base_grams(grams_of_form: Decimal, factor: Decimal) -> Decimal:
     """Grams of anhydrous base, rounded to the milligram."""
     return (grams_of_form * factor).quantize(Decimal("0.001"))
+
+
+def reference_lists(conn: Connection) -> list[ReferenceList]:
+    """Every stored reference list, oldest first."""
+    t = store.reference_lists
+    rows = conn.execute(select(t.c.body).order_by(t.c.effective_from)).scalars()
+    return [parse_reference(body, "database reference_lists") for body in rows]
+
+
+def reference_for(lists: list[ReferenceList], day: dt.date) -> ReferenceList | None:
+    """The list in force on ``day``: the latest whose effective date is not after it."""
+    chosen = None
+    for ref in lists:
+        if ref.effective_from <= day:
+            chosen = ref
+    return chosen or (lists[0] if lists else None)

@@ -58,6 +58,7 @@ def _parser() -> etree.XMLParser:
             no_network=True,
             huge_tree=False,
             remove_pis=True,
+            remove_blank_text=True,
             collect_ids=False,
         )
         _local.parser = parser
@@ -130,6 +131,7 @@ def stream(
         no_network=True,
         huge_tree=False,
         remove_pis=True,
+        remove_blank_text=True,
     )
     try:
         for _event, element in context:
