@@ -77,13 +77,16 @@ def schema_findings(element: etree._Element, label: str) -> list[Finding]:
         return []
     findings = []
     for error in _xmlschema().iter_errors(etree.ElementTree(element)):
-        line = (
-            getattr(error.elem, "sourceline", None) if error.elem is not None else None
-        )
+        elem = error.elem
+        line = getattr(elem, "sourceline", None) if elem is not None else None
+        value = ""
+        if elem is not None and len(elem) == 0 and (elem.text or "").strip():
+            value = f" (value {elem.text.strip()[:60]!r})"
         findings.append(
             Finding.of(
                 Code.SCHEMA_INVALID,
-                f"{label}: {error.reason or error.message} (at {error.path}, line {line})",
+                f"{label}: {error.reason or error.message}{value} at {error.path}, "
+                f"line {line}; correct the element and send the document again",
                 path=error.path,
                 source_line=line,
             )

@@ -235,7 +235,14 @@ class Preparer:
             label = f"{hint[0]} {hint[1]}/{hint[2]} from {where}" if hint else where
             errors = canonical.schema_findings(element, label)
             return Candidate(submission, original, raw, errors, identity_hint=hint)
-        doc = canonical.read_document(element)
+        try:
+            doc = canonical.read_document(element)
+        except ValueError as exc:  # a value the schema let through but Python cannot
+            return self._failed(
+                submission, original, Code.SCHEMA_INVALID,
+                f"{where}: {exc}; correct the value and send the document again",
+                source_line=element.sourceline,
+            )
         findings, bases = document_findings(doc, self._reference(doc))
         return Candidate(
             submission,

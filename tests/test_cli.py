@@ -1,0 +1,125 @@
+"""The i2es-hub command end to end, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import EXAMPLES
+from tests.helpers import batch
+
+
+def rows(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def test_example_chain_through_the_cli(hub, tmp_path: Path):
+    hub("db", "upgrade", check=True)
+    r = hub(
+        "ingest",
+        "--json",
+        "--from",
+        "KE",
+        str(EXAMPLES / "import-authorization.xml"),
+        check=True,
+    )
+    [ia] = rows(r.stdout)
+    assert ia["document"] == {
+        "type": "import-authorization",
+        "number": "KE-IA-2026-00042",
+        "issuer": "KE",
+    }
+    assert ia["outcome"] == "accepted" and ia["deliveries"] == ["DE"]
+    hub(
+        "ingest", "--from", "DE", str(EXAMPLES / "export-authorization.xml"), check=True
+    )
+    r = hub(
+        "ingest",
+        "--json",
+        "--from",
+        "KE",
+        str(EXAMPLES / "endorsement-shortfall.xml"),
+        check=True,
+    )
+    [en] = rows(r.stdout)
+    shortfall = [f for f in en["findings"] if f["code"] == "SHORTFALL"]
+    assert shortfall and shortfall[0]["severity"] == "alert"
+    assert set(shortfall[0]) == {"code", "severity", "line", "message"}
+    assert en["deliveries"] == ["DE"]
+
+    r = hub("outbox", "list", "--to", "DE", "--json", check=True)
+    assert [d["title"] for d in json.loads(r.stdout)] == [
+        "import-authorization KE/KE-IA-2026-00042",
+        "endorsement KE/KE-EN-2026-00108",
+        "SHORTFALL alert",
+    ]
+    r = hub("documents", "show", "DE/export-authorization/DE-EA-2026-7781", check=True)
+    assert "state endorsed" in r.stdout and "KE document" in r.stdout
+
+
+def test_rejection_sets_the_exit_status_and_lands_in_quarantine(hub, tmp_path: Path):
+    hub("db", "upgrade", check=True)
+    r = hub(
+        "ingest", "--json", "--from", "DE", str(EXAMPLES / "import-authorization.xml")
+    )
+    assert r.returncode == 1
+    [row] = rows(r.stdout)
+    assert row["outcome"] == "rejected"
+    assert row["findings"][0]["code"] == "SENDER_NOT_ISSUER"
+    assert "1 rejected" in r.stderr
+    listed = json.loads(hub("quarantine", "list", "--json", check=True).stdout)
+    assert len(listed) == 1 and listed[0]["sender"] == "DE"
+    r = hub("quarantine", "replay", "--all")
+    assert r.returncode == 1 and "1 still rejected" in r.stderr
+
+
+def test_batch_file_and_repeat_are_idempotent(hub, tmp_path: Path):
+    hub("db", "upgrade", check=True)
+    docs = [
+        (EXAMPLES / "import-authorization.xml")
+        .read_bytes()
+        .replace(b"KE-IA-2026-00042", f"KE-IA-B-{i}".encode())
+        for i in range(30)
+    ]
+    path = tmp_path / "batch.xml"
+    path.write_bytes(batch(*docs))
+    first = rows(hub("ingest", "--json", "--from", "KE", str(path), check=True).stdout)
+    assert [r["outcome"] for r in first] == ["accepted"] * 30
+    again = rows(hub("ingest", "--json", "--from", "KE", str(path), check=True).stdout)
+    assert [r["outcome"] for r in again] == ["duplicate"] * 30
+
+
+def test_large_batch_file_is_streamed(hub, tmp_path: Path):
+    hub("db", "upgrade", check=True)
+    docs = [
+        (EXAMPLES / "import-authorization.xml")
+        .read_bytes()
+        .replace(b"KE-IA-2026-00042", f"KE-IA-S-{i}".encode())
+        for i in range(40)
+    ]
+    path = tmp_path / "big.xml"
+    path.write_bytes(batch(*docs))
+    hub.env["I2ES_HUB_MAX_DOCUMENT_BYTES"] = "20000"  # the file is ~60 kB: streamed
+    out = rows(hub("ingest", "--json", "--from", "KE", str(path), check=True).stdout)
+    assert len(out) == 40 and {r["outcome"] for r in out} == {"accepted"}
+
+
+def test_validate_stores_nothing_and_reports_errors(hub, tmp_path: Path):
+    hub("db", "upgrade", check=True)
+    bad = tmp_path / "bad.xml"
+    bad.write_bytes(
+        (EXAMPLES / "import-authorization.xml")
+        .read_bytes()
+        .replace(b"<City>Nairobi</City>", b"")
+    )
+    r = hub("validate", str(EXAMPLES / "export-authorization.xml"), str(bad))
+    assert r.returncode == 1
+    assert "valid    " in r.stdout and "invalid" in r.stdout
+    assert "SCHEMA_INVALID" in r.stdout and "line 13" in r.stdout
+    assert json.loads(hub("documents", "list", "--json", check=True).stdout) == []
+
+
+def test_help_reads_well(hub):
+    r = hub("--help", check=True)
+    for command in ("ingest", "validate", "documents", "outbox", "quarantine", "db"):
+        assert command in r.stdout

@@ -1,0 +1,223 @@
+"""The ingest pipeline on a real database: outcomes, storage, routing, quarantine."""
+
+from __future__ import annotations
+
+import yaml
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from i2es_hub import outbox, store
+from i2es_hub.ingest import Pipeline, Result, Submission
+from i2es_hub.db import store_reference
+from i2es_hub.quarantine import replay
+from i2es_hub.reference import BUILTIN_REFERENCE, parse_reference
+from tests.helpers import batch, edit
+
+
+def ingest(
+    engine: Engine, data: bytes, sender: str, source: str = "t.xml"
+) -> list[Result]:
+    return list(Pipeline(engine).ingest([Submission(data, sender, "test", source)]))
+
+
+def one(engine: Engine, data: bytes, sender: str) -> Result:
+    results = ingest(engine, data, sender)
+    assert len(results) == 1
+    return results[0]
+
+
+def codes(result: Result) -> set[str]:
+    return {f.code for f in result.findings}
+
+
+def count(engine: Engine, table: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(func.count()).select_from(store.metadata.tables[table])
+        ).scalar_one()
+
+
+def test_example_chain_is_routed_between_the_two_countries(engine, example):
+    ia = one(engine, example["import-authorization"], "KE")
+    assert (ia.outcome, ia.deliveries) == ("accepted", ["DE"])
+    ea = one(engine, example["export-authorization"], "DE")
+    assert (ea.outcome, ea.deliveries) == ("accepted", ["KE"])
+    assert codes(ea) == set()  # it matches the import authorization it quotes
+    en = one(engine, example["endorsement-shortfall"], "KE")
+    assert en.outcome == "accepted" and en.deliveries == ["DE"]
+    shortfall = next(f for f in en.findings if f.code == "SHORTFALL")
+    assert shortfall.severity == "alert"
+    # 1000 g of the pentahydrate is 752 g base; 900 g is 676.8 g: 75.2 g short
+    assert "752.000" in shortfall.message and "75.200 g short" in shortfall.message
+
+    with engine.connect() as conn:
+        to_de = outbox.list_deliveries(conn, "DE")
+        to_ke = outbox.list_deliveries(conn, "KE")
+        ea_row = outbox.find_document(conn, "DE/export-authorization/DE-EA-2026-7781")
+    assert [r["kind"] for r in to_de] == ["document", "document", "alert"]
+    assert to_de[2]["title"] == "SHORTFALL alert"
+    assert [r["title"] for r in to_ke] == ["export-authorization DE/DE-EA-2026-7781"]
+    assert ea_row is not None and ea_row["state"] == "endorsed"
+
+
+def test_resending_is_a_duplicate_with_no_second_effect(engine, example):
+    one(engine, example["import-authorization"], "KE")
+    before = (count(engine, "document_versions"), count(engine, "deliveries"))
+    again = one(engine, example["import-authorization"], "KE")
+    assert again.outcome == "duplicate" and codes(again) == {"DUPLICATE"}
+    assert again.deliveries == []
+    assert (count(engine, "document_versions"), count(engine, "deliveries")) == before
+
+
+def test_changed_quantity_is_an_amendment_kept_as_a_new_version(engine, example):
+    first = one(engine, example["import-authorization"], "KE")
+    amended = one(
+        engine,
+        edit(example["import-authorization"], **{"c:Lines/c:Line/c:Quantity": "999"}),
+        "KE",
+    )
+    assert amended.outcome == "amended" and "AMENDED" in codes(amended)
+    assert amended.document_id == first.document_id
+    assert amended.deliveries == ["DE"]  # the exporter is sent the new version
+    with engine.connect() as conn:
+        status = outbox.document_status(conn, first.document_id)
+    assert status is not None
+    assert [v["version"] for v in status["versions"]] == [1, 2]
+    assert status["document"]["version"] == 2
+    trail = [(a["from_state"], a["to_state"]) for a in status["audit"]]
+    assert trail == [
+        ("received", "accepted"),
+        ("accepted", "accepted"),
+        ("accepted", "amended"),
+    ]
+
+
+def test_forged_issuer_is_rejected_and_quarantined_with_its_bytes(engine, example):
+    data = example["import-authorization"]
+    result = one(engine, data, "DE")
+    assert result.outcome == "rejected" and codes(result) == {"SENDER_NOT_ISSUER"}
+    assert "submitted by DE" in result.findings[0].message
+    with engine.connect() as conn:
+        row = conn.execute(select(store.quarantine)).mappings().one()
+    assert row["original"] == data and row["sender"] == "DE"
+    assert row["findings"][0]["code"] == "SENDER_NOT_ISSUER"
+    assert count(engine, "documents") == 0 and count(engine, "deliveries") == 0
+    # the same bad bytes again do not fill the quarantine twice
+    assert one(engine, data, "DE").quarantine_id == result.quarantine_id
+    assert count(engine, "quarantine") == 1
+
+
+def test_one_bad_document_in_a_batch_does_not_reject_its_neighbours(engine, example):
+    bad = edit(example["export-authorization"], **{"c:Importer/c:Name": " "})
+    results = ingest(engine, batch(example["import-authorization"], bad), "KE")
+    assert [r.outcome for r in results] == ["accepted", "rejected"]
+    # the export authorization is DE's, and its importer name is blank
+    assert codes(results[1]) == {"SENDER_NOT_ISSUER", "MISSING_TREATY_FIELD"}
+
+
+def test_hostile_xml_is_rejected_with_a_finding_and_quarantined(engine):
+    data = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>'
+    result = one(engine, data, "KE")
+    assert result.outcome == "rejected" and codes(result) == {"UNSAFE_XML"}
+    with engine.connect() as conn:
+        assert conn.execute(select(store.quarantine.c.original)).scalar_one() == data
+
+
+def test_wrong_root_element_names_what_was_expected(engine, example):
+    data = example["import-authorization"].replace(
+        b"urn:i2es-hub:canonical:1", b"urn:example:other"
+    )
+    result = one(engine, data, "KE")
+    assert result.outcome == "rejected" and codes(result) == {"SCHEMA_INVALID"}
+    assert "expected one of" in result.findings[0].message
+
+
+def test_quarantined_input_replays_once_the_cause_is_fixed(engine, example):
+    data = edit(
+        example["endorsement"],
+        **{
+            "c:Lines/c:Line/c:Substance": "tapentadol",
+            "c:Lines/c:Line/c:Form": "tapentadol",
+        },
+    )
+    first = one(engine, data, "KE")
+    assert first.outcome == "rejected" and codes(first) == {"UNKNOWN_SUBSTANCE"}
+    assert "'tapentadol' is not in the reference list" in first.findings[0].message
+    # still unknown: replay keeps it in quarantine under the same id
+    [(qid, again)] = replay(engine, None)
+    assert qid == first.quarantine_id and again.outcome == "rejected"
+    assert count(engine, "quarantine") == 1
+
+    # a new reference list, in force from 2026, adds the substance
+    body = yaml.safe_load(BUILTIN_REFERENCE.read_text())
+    body["effective_from"] = "2026-01-01"
+    body["substances"].append(
+        {"name": "tapentadol", "convention": "1961", "schedule": "I", "forms": {}}
+    )
+    with store.write_transaction(engine) as conn:
+        store_reference(conn, parse_reference(body, "test"), replace=False)
+    [(qid, fixed)] = replay(engine, [first.quarantine_id])
+    assert fixed.outcome == "accepted"
+    with engine.connect() as conn:
+        state = conn.execute(select(store.quarantine.c.state)).scalar_one()
+    assert state == "replayed"
+    assert replay(engine, None) == []  # nothing left to replay
+
+
+def test_export_authorization_before_its_import_authorization_is_linked_later(
+    engine, example
+):
+    ea = one(engine, example["export-authorization"], "DE")
+    assert codes(ea) == {"IMPORT_AUTHORIZATION_NOT_FOUND"}
+    one(engine, example["import-authorization"], "KE")
+    with engine.connect() as conn:
+        ea_row = outbox.find_document(conn, ea.document_id)
+        ia_row = outbox.find_document(conn, "KE/import-authorization/KE-IA-2026-00042")
+    assert ea_row is not None and ia_row is not None
+    assert ea_row["linked_id"] == ia_row["id"]
+
+
+def test_cancellation_routes_to_the_recipient_and_closes_the_document(engine, example):
+    ia = one(engine, example["import-authorization"], "KE")
+    cancel = b"""<?xml version="1.0" encoding="UTF-8"?>
+<Cancellation xmlns="urn:i2es-hub:canonical:1" schemaVersion="1.0">
+  <DocumentNumber>KE-CX-2026-1</DocumentNumber><IssuingCountry>KE</IssuingCountry>
+  <IssuingAuthority>Pharmacy and Poisons Board</IssuingAuthority>
+  <IssueDate>2026-04-01</IssueDate>
+  <Cancels><Type>import-authorization</Type><Number>KE-IA-2026-00042</Number>
+    <IssuingCountry>KE</IssuingCountry></Cancels>
+  <Reason>tender withdrawn</Reason>
+</Cancellation>"""
+    result = one(engine, cancel, "KE")
+    assert result.outcome == "accepted" and result.deliveries == ["DE"]
+    with engine.connect() as conn:
+        row = outbox.find_document(conn, ia.document_id)
+    assert row is not None and row["state"] == "cancelled"
+    # a cancelled document cannot be amended
+    amended = one(
+        engine,
+        edit(example["import-authorization"], **{"c:Lines/c:Line/c:Quantity": "5"}),
+        "KE",
+    )
+    assert amended.outcome == "rejected" and "DOCUMENT_CLOSED" in codes(amended)
+    # another country cannot cancel KE's document
+    other = one(
+        engine,
+        cancel.replace(
+            b"<IssuingCountry>KE</IssuingCountry>\n  <Issuing",
+            b"<IssuingCountry>DE</IssuingCountry>\n  <Issuing",
+        ),
+        "DE",
+    )
+    assert other.outcome == "rejected" and "SENDER_NOT_ISSUER" in codes(other)
+
+
+def test_rendered_delivery_carries_the_warnings_with_the_document(engine, example):
+    one(engine, example["export-authorization"], "DE")  # IA not yet seen: warning
+    with engine.connect() as conn:
+        [delivery] = outbox.due(conn, "KE", store.utcnow())
+        message = outbox.render(conn, delivery)
+    assert message.message_id == delivery["id"]
+    assert delivery["id"] in message.filename
+    assert b'code="IMPORT_AUTHORIZATION_NOT_FOUND"' in message.data
+    assert b"<DocumentNumber>DE-EA-2026-7781</DocumentNumber>" in message.data
