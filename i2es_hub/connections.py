@@ -244,7 +244,7 @@ def _from_airflow(conn_id: str) -> ConnectionInfo | None:
 
     try:
         conn = Connection.get(conn_id)
-    except Exception as exc:  # noqa: BLE001 - Airflow raises many kinds here
+    except Exception as exc:  # Airflow raises many kinds of error here
         # Outside a running task the SDK has no supervisor to ask; that is the
         # same as "not defined" for us, but say why at DEBUG.
         logger.debug(
