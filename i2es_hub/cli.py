@@ -398,5 +398,13 @@ def quarantine_replay(ids: tuple[str, ...], replay_all: bool, as_json: bool) -> 
     sys.exit(1 if still else 0)
 
 
+# ----- API -----------------------------------------------------------------------
+
+from i2es_hub.api.commands import serve, tokens_group  # noqa: E402
+
+cli.add_command(serve)
+cli.add_command(tokens_group)
+
+
 if __name__ == "__main__":
     main()
