@@ -27,6 +27,7 @@ class Code(StrEnum):
     """The finding codes the hub publishes (DESIGN.md section 3)."""
 
     SCHEMA_INVALID = "SCHEMA_INVALID"
+    MAPPING_FAILED = "MAPPING_FAILED"
     UNSAFE_XML = "UNSAFE_XML"
     MISSING_TREATY_FIELD = "MISSING_TREATY_FIELD"
     INVALID_PERIOD = "INVALID_PERIOD"
@@ -56,6 +57,7 @@ class Code(StrEnum):
 
 SEVERITY: dict[Code, Severity] = {
     Code.SCHEMA_INVALID: Severity.ERROR,
+    Code.MAPPING_FAILED: Severity.ERROR,
     Code.UNSAFE_XML: Severity.ERROR,
     Code.MISSING_TREATY_FIELD: Severity.ERROR,
     Code.INVALID_PERIOD: Severity.ERROR,
