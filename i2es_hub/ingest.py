@@ -239,7 +239,9 @@ class Preparer:
             doc = canonical.read_document(element)
         except ValueError as exc:  # a value the schema let through but Python cannot
             return self._failed(
-                submission, original, Code.SCHEMA_INVALID,
+                submission,
+                original,
+                Code.SCHEMA_INVALID,
                 f"{where}: {exc}; correct the value and send the document again",
                 source_line=element.sourceline,
             )
@@ -443,7 +445,15 @@ class _Batch:
         self.rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.dirty: dict[str, dict[str, Any]] = {}
         self.links: list[dict[str, Any]] = []
-        self.ledger = Ledger(conn, self.now)
+        self.waiting_exports: dict[tuple[str, str], list[str]] = defaultdict(list)
+        references = pipeline.references
+        self.ledger = Ledger(
+            conn,
+            self.now,
+            lambda name, day: (
+                ref.substance(name) if (ref := reference_for(references, day)) else None
+            ),
+        )
 
     # ----- lookups --------------------------------------------------------------
 
@@ -540,7 +550,8 @@ class _Batch:
 
     def run(self) -> list[Result]:
         self._load_known()
-        self.ledger.prepare(c.doc for c in self.candidates if c.doc is not None)
+        docs = [c.doc for c in self.candidates if c.doc is not None]
+        self.ledger.prepare(docs, self._ledger_documents(docs))
         results = [self._one(c) for c in self.candidates]
         self._flush()
         return results
@@ -604,12 +615,90 @@ class _Batch:
                     f"stored as version {existing.version + 1}",
                 )
             )
-        findings += self.ledger.apply(
-            doc, c.bases, existing.id if existing else None, self.known, self._drawn_on
-        )
+        doc_id = existing.id if existing else store.new_id()
+        plan = self._ledger_plan(doc, doc_id, c.bases, existing)
+        findings += plan.findings
+        if is_rejecting(findings):
+            return self._reject(c, findings)
         findings = self.pipeline.policy.apply(doc.issuer, findings)
         held = any(f.severity == Severity.HOLD for f in findings)
-        return self._store(c, findings, existing, digest, held)
+        result = self._store(c, findings, existing, digest, held, doc_id)
+        if not held:  # held documents have no effect on the ledger until released
+            self.ledger.execute(plan)
+        return result
+
+    # ----- the ledger ---------------------------------------------------------------
+
+    def _ledger_documents(self, docs: list[Document]) -> set[str]:
+        """Stored documents whose holdings this batch may change."""
+        ids: set[str] = set()
+        for doc in docs:
+            row = self.known.get((doc.issuer, doc.doc_type.value, doc.number))
+            if row is not None:
+                ids.add(row.id)
+            if doc.ref is not None:
+                ref = doc.ref
+                target = self.known.get((ref.country, ref.doc_type.value, ref.number))
+                if target is not None:
+                    ids.add(target.id)
+        ias = [
+            (d.issuer, d.number)
+            for d in docs
+            if d.doc_type is DocType.IMPORT_AUTHORIZATION
+        ]
+        d = store.documents
+        for start in range(0, len(ias), 400):
+            chunk = ias[start : start + 400]
+            rows = self.conn.execute(
+                select(d.c.id, d.c.ref_country, d.c.ref_number)
+                .where(
+                    d.c.ref_type == DocType.IMPORT_AUTHORIZATION.value,
+                    tuple_(d.c.ref_country, d.c.ref_number).in_(chunk),
+                    d.c.linked_id.is_(None),
+                    d.c.state.in_(ACTIVE_STATES),
+                )
+                .order_by(d.c.created_at)
+            )
+            for row in rows:
+                self.waiting_exports[(row.ref_country, row.ref_number)].append(row.id)
+                ids.add(row.id)
+        return ids
+
+    def _ledger_plan(
+        self,
+        doc: Document,
+        doc_id: str,
+        bases: dict[int, Decimal],
+        existing: DocRow | None,
+    ) -> Any:
+        ref = doc.ref
+        target = (
+            self.known.get((ref.country, ref.doc_type.value, ref.number))
+            if ref
+            else None
+        )
+        target_id = None
+        if target is not None and (
+            doc.doc_type is not DocType.EXPORT_AUTHORIZATION
+            or target.state in ACTIVE_STATES
+        ):
+            target_id = target.id
+        if doc.doc_type is DocType.IMPORT_AUTHORIZATION:
+            waiting = list(self.waiting_exports.get((doc.issuer, doc.number), []))
+            waiting += [
+                row.id
+                for row in self.known.values()
+                if row.new
+                and row.doc_type == DocType.EXPORT_AUTHORIZATION.value
+                and row.ref_country == doc.issuer
+                and row.ref_number == doc.number
+                and row.linked_id is None
+                and row.id not in waiting
+            ]
+            self.ledger.waiting = {doc_id: waiting}
+        return self.ledger.plan(
+            doc, doc_id, bases, existing.id if existing else None, target_id
+        )
 
     def _stateful(
         self, doc: Document, bases: dict[int, Decimal], existing: DocRow | None
@@ -743,6 +832,7 @@ class _Batch:
         existing: DocRow | None,
         digest: str,
         held: bool,
+        doc_id: str,
     ) -> Result:
         doc = c.doc
         assert doc is not None
@@ -755,7 +845,6 @@ class _Batch:
             if ref
             else None
         )
-        doc_id = existing.id if existing else store.new_id()
         values = {
             "state": state,
             "version": version,
@@ -898,7 +987,7 @@ class _Batch:
                 target.exporter_country,
             )
             self._transition(target, "cancelled", actor, f"cancelled by {doc.number}")
-            self.ledger.cancel(target)
+            self.ledger.close(target.id, target.doc_type)
         else:
             recipients = recipients_of(
                 doc.doc_type.value,
@@ -925,12 +1014,11 @@ class _Batch:
         if f.severity == Severity.ALERT:
             return doc.exporting_country
         if (
-            f.code == Code.EXCESS_ESTIMATE
+            f.code in (Code.EXCESS_ESTIMATE, Code.EXCESS_ASSESSMENT)
             and doc.doc_type is DocType.EXPORT_AUTHORIZATION
         ):
-            return (
-                doc.exporting_country if doc.exporting_country != doc.issuer else None
-            )
+            # the exporter learns at once that the importer's balance is exceeded
+            return doc.exporting_country
         return None
 
     def _alert(self, doc: Document, doc_id: str, f: Finding, country: str) -> None:

@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 
-from i2es_hub.canonical import Document, DocType, Line, Party
+from i2es_hub.canonical import DocType, Document, Line, Party
 from i2es_hub.findings import Code, Finding
 from i2es_hub.reference import ReferenceList, base_grams, to_grams
 

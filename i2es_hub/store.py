@@ -309,3 +309,66 @@ def read_transaction(engine: Engine) -> Iterator[Connection]:
     """A connection in a read-only unit of work."""
     with engine.connect() as conn, conn.begin():
         yield conn
+
+
+# ----- the estimate ledger (migration 0002) ----------------------------------------
+
+estimates = Table(
+    "estimates",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("country", String(2), nullable=False),
+    Column("substance", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("year", Integer, nullable=False),
+    Column("grams", Grams, nullable=False),
+    Column("confirmed_on", Date, nullable=False),
+    Column("source", String(512), nullable=False, default=""),
+    _ts("loaded_at", nullable=False),
+    UniqueConstraint("country", "substance", "kind", "year", "confirmed_on"),
+)
+
+balances = Table(
+    "balances",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("country", String(2), nullable=False),
+    Column("substance", String(128), nullable=False),
+    Column("year", Integer, nullable=False),
+    Column("reserved", Grams, nullable=False, default=0),
+    Column("consumed", Grams, nullable=False, default=0),
+    _ts("updated_at", nullable=False),
+    UniqueConstraint("country", "substance", "year"),
+)
+
+holdings = Table(
+    "holdings",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("document_id", String(32), nullable=False),
+    Column("substance", String(128), nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("country", String(2), nullable=False),
+    Column("year", Integer, nullable=False),
+    Column("quantity", Grams, nullable=False),
+    Column("reserved", Grams, nullable=False),
+    Column("drawn", Grams, nullable=False),
+    Column("ia_holding_id", String(32)),
+    Column("consumed", Grams, nullable=False),
+    Column("consumed_year", Integer),
+    Column("open", Boolean, nullable=False),
+    UniqueConstraint("document_id", "substance"),
+    Index(None, "ia_holding_id"),
+    Index(None, "country", "substance", "year"),
+)
+
+prohibitions = Table(
+    "prohibitions",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("country", String(2), nullable=False),
+    Column("substance", String(128), nullable=False),
+    Column("since", Date, nullable=False),
+    _ts("loaded_at", nullable=False),
+    UniqueConstraint("country", "substance", "since"),
+)

@@ -102,6 +102,21 @@ def example() -> dict[str, bytes]:
     return {p.stem: p.read_bytes() for p in EXAMPLES.glob("*.xml")}
 
 
+def set_estimates(engine: Engine, csv_text: str) -> None:
+    """Load an estimates CSV (with its header) into the test database."""
+    from i2es_hub.estimates import load_estimates, parse_estimates
+
+    with store.write_transaction(engine) as conn:
+        load_estimates(conn, parse_estimates(csv_text, "test"), "test")
+
+
+GENEROUS_ESTIMATES = """country,substance,year,kind,grams,confirmed_on
+KE,morphine,2026,estimate,1000000,2025-11-01
+KE,codeine,2026,estimate,1000000,2025-11-01
+KE,psilocybine,2026,assessment,1000,2025-11-01
+"""
+
+
 class Hub:
     """Runs the real ``i2es-hub`` command against one database."""
 

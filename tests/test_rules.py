@@ -8,8 +8,15 @@ import pytest
 from sqlalchemy import select
 
 from i2es_hub import store
+from tests.conftest import GENEROUS_ESTIMATES, set_estimates
 from tests.helpers import add, change, edit
 from tests.test_ingest import codes, one
+
+
+@pytest.fixture(autouse=True)
+def generous_estimates(engine):
+    """Estimates large enough that the balance check stays out of these tests."""
+    set_estimates(engine, GENEROUS_ESTIMATES)
 
 
 def _ia(example, **changes):
