@@ -186,6 +186,12 @@ def validate(files: tuple[Path, ...], as_json: bool) -> None:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON object per document."
 )
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML: {COUNTRY: {hold: [WARNING_CODE, ...]}} to hold for an operator.",
+)
 @click.argument(
     "files",
     nargs=-1,
@@ -193,15 +199,23 @@ def validate(files: tuple[Path, ...], as_json: bool) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
 )
 def ingest(
-    sender: str, channel: str, batch_size: int, as_json: bool, files: tuple[Path, ...]
+    sender: str,
+    channel: str,
+    batch_size: int,
+    as_json: bool,
+    policy_file: Path | None,
+    files: tuple[Path, ...],
 ) -> None:
     """Ingest files (one document or a Batch each) sent by COUNTRY.
 
     Every document is validated, checked, stored and routed. Exit status 1 when
     any document was rejected (it is then in quarantine with its findings).
     """
+    from i2es_hub.policy import Policy
+
     sender = sender.upper()
-    pipeline = _pipeline(batch_size=batch_size)
+    policy = Policy.from_file(policy_file) if policy_file else None
+    pipeline = _pipeline(batch_size=batch_size, policy=policy)
     candidates = pipeline.prepare_paths(files, sender, channel)
     counts: Counter[str] = Counter()
     for result in _progress(pipeline.commit_all(candidates), len(files)):
@@ -396,6 +410,225 @@ def quarantine_replay(ids: tuple[str, ...], replay_all: bool, as_json: bool) -> 
     still = sum(1 for _, r in results if r.outcome == "rejected")
     click.echo(f"replayed {len(results)} entries; {still} still rejected", err=True)
     sys.exit(1 if still else 0)
+
+
+# ----- reference data, estimates, prohibitions -------------------------------------
+
+
+@cli.group("reference")
+def reference_group() -> None:
+    """Substances, forms and conversion factors, versioned by effective date."""
+
+
+@reference_group.command("load")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Replace a list already loaded for the same effective date.",
+)
+def reference_load(file: Path, replace: bool) -> None:
+    """Load a reference list (YAML, the layout of i2es_hub/data/reference.yaml)."""
+    from i2es_hub.reference import load_reference_file
+
+    ref = load_reference_file(file)
+    with store.write_transaction(_engine()) as conn:
+        stored = db.store_reference(conn, ref, replace=replace)
+    if not stored:
+        raise click.ClickException(
+            f"a reference list in force from {ref.effective_from} is already loaded; "
+            "use --replace to overwrite it or change effective_from"
+        )
+    click.echo(
+        f"loaded {len(ref.substances)} substances, {len(ref.factors)} forms, "
+        f"in force from {ref.effective_from}"
+    )
+
+
+@cli.group("estimates")
+def estimates_group() -> None:
+    """Estimates (narcotic drugs) and assessments (psychotropic substances)."""
+
+
+@estimates_group.command("load")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def estimates_load(file: Path) -> None:
+    """Load a CSV: country,substance,year,kind,grams,confirmed_on.
+
+    A later confirmed_on for the same key supersedes the earlier figure. A file with
+    a malformed row loads nothing; the error names the line.
+    """
+    from i2es_hub.estimates import load_estimates, parse_estimates
+
+    rows = parse_estimates(file.read_text(encoding="utf-8"), str(file))
+    with store.write_transaction(_engine()) as conn:
+        count = load_estimates(conn, rows, file.name)
+    click.echo(f"loaded {count} figures from {file}")
+
+
+@cli.group("prohibitions")
+def prohibitions_group() -> None:
+    """Import prohibitions notified under article 13 of the 1971 Convention."""
+
+
+@prohibitions_group.command("load")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def prohibitions_load(file: Path) -> None:
+    """Load a CSV: country,substance,since."""
+    from i2es_hub.estimates import load_prohibitions, parse_prohibitions
+
+    rows = parse_prohibitions(file.read_text(encoding="utf-8"), str(file))
+    with store.write_transaction(_engine()) as conn:
+        count = load_prohibitions(conn, rows)
+    click.echo(f"loaded {count} new prohibitions from {file}")
+
+
+# ----- balances, reconciliation, expiry, held documents ---------------------------
+
+
+def _grams(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.3f}"
+
+
+@cli.command("balance")
+@click.option("--country", required=True, help="The importing country.")
+@click.option("--substance", help="Only this substance (INN).")
+@click.option("--year", type=int, help="Only this year.")
+@click.option("--json", "as_json", is_flag=True)
+def balance(
+    country: str, substance: str | None, year: int | None, as_json: bool
+) -> None:
+    """Figure in force, reserved, consumed and available, in grams of base."""
+    from i2es_hub.ledger import balances
+
+    with store.read_transaction(_engine()) as conn:
+        rows = balances(conn, country.upper(), substance, year)
+    if as_json:
+        _emit_json(rows)
+        return
+    click.echo(
+        f"{'substance':<16}{'year':>5} {'kind':<11}{'figure':>14}"
+        f"{'reserved':>14}{'consumed':>14}{'available':>14}"
+    )
+    for r in rows:
+        click.echo(
+            f"{r['substance']:<16}{r['year']:>5} {r['kind']:<11}"
+            f"{_grams(r['figure']):>14}{_grams(r['reserved']):>14}"
+            f"{_grams(r['consumed']):>14}{_grams(r['available']):>14}"
+        )
+
+
+@cli.command("reconcile")
+@click.option("--country", required=True)
+@click.option("--year", type=int, required=True)
+@click.option("--json", "as_json", is_flag=True)
+def reconcile_command(country: str, year: int, as_json: bool) -> None:
+    """Authorized -> exported -> received -> remaining, and open export authorizations."""
+    from i2es_hub.reconcile import reconcile
+
+    with store.read_transaction(_engine()) as conn:
+        report = reconcile(conn, country.upper(), year)
+    if as_json:
+        _emit_json(report)
+        return
+    click.echo(f"{report['country']} {report['year']} (grams of anhydrous base)")
+    click.echo(
+        f"{'substance':<16}{'estimate':>13}{'authorized':>13}{'exported':>13}"
+        f"{'received':>13}{'remaining':>13}{'available':>13}"
+    )
+    for r in report["substances"]:
+        click.echo(
+            f"{r['substance']:<16}{_grams(r['figure']):>13}"
+            f"{_grams(r['authorized']):>13}{_grams(r['exported']):>13}"
+            f"{_grams(r['received']):>13}{_grams(r['remaining']):>13}"
+            f"{_grams(r['available']):>13}"
+        )
+    opened = report["open_export_authorizations"]
+    click.echo(f"open export authorizations: {len(opened)}")
+    for e in opened:
+        click.echo(
+            f"  {e['issuer']}/{e['number']} from {e['exporter_country']}, "
+            f"valid until {e['validity_until']}"
+        )
+
+
+@cli.command("expire")
+@click.option(
+    "--as-of",
+    "as_of",
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Expire what was valid only until before this date.",
+)
+def expire_command(as_of: Any) -> None:
+    """Expire authorizations whose validity ended; alert unendorsed exports."""
+    from i2es_hub.operations import expire
+
+    report = expire(_engine(), as_of.date())
+    click.echo(
+        f"expired {report.import_authorizations} import and "
+        f"{report.export_authorizations} export authorizations; "
+        f"{report.alerts} EXPIRED_UNENDORSED alerts routed"
+    )
+
+
+@cli.group("held")
+def held_group() -> None:
+    """Documents held by a country's policy for an operator's decision."""
+
+
+@held_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def held_list(as_json: bool) -> None:
+    """List held documents with the findings that held them."""
+    d, v = store.documents, store.document_versions
+    query = (
+        select(
+            d.c.id, d.c.doc_type, d.c.issuer, d.c.number, v.c.findings, d.c.updated_at
+        )
+        .join(v, (v.c.document_id == d.c.id) & (v.c.version == d.c.version))
+        .where(d.c.state == "held")
+        .order_by(d.c.updated_at)
+    )
+    with store.read_transaction(_engine()) as conn:
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+    if as_json:
+        _emit_json(rows)
+        return
+    for r in rows:
+        held_by = [f["code"] for f in r["findings"] if f["severity"] == "hold"]
+        click.echo(
+            f"{r['id']}  {r['doc_type']} {r['issuer']}/{r['number']}  held by "
+            f"{', '.join(held_by)}"
+        )
+
+
+@held_group.command("release")
+@click.argument("document_id")
+@click.option(
+    "--operator",
+    default="cli",
+    show_default=True,
+    help="Who decides, for the audit trail.",
+)
+def held_release(document_id: str, operator: str) -> None:
+    """Accept a held document: it takes effect on the ledger and is routed."""
+    from i2es_hub.operations import release_held
+
+    recipients = release_held(_engine(), document_id, operator)
+    click.echo(f"released {document_id}; routed to {', '.join(recipients) or 'nobody'}")
+
+
+@held_group.command("reject")
+@click.argument("document_id")
+@click.option("--operator", default="cli", show_default=True)
+@click.option("--reason", default="", help="Why, for the audit trail.")
+def held_reject(document_id: str, operator: str, reason: str) -> None:
+    """Reject a held document."""
+    from i2es_hub.operations import reject_held
+
+    reject_held(_engine(), document_id, operator, reason)
+    click.echo(f"rejected {document_id}")
 
 
 # ----- API -----------------------------------------------------------------------

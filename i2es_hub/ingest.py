@@ -405,7 +405,7 @@ class Pipeline:
         for attempt in (1, 2, 3):
             try:
                 with store.write_transaction(self.engine) as conn:
-                    results = _Batch(conn, self, batch).run()
+                    results = BatchWriter(conn, self, batch).run()
                 break
             except IntegrityError:
                 # Another worker stored one of these identities first: run the batch
@@ -429,7 +429,7 @@ class Pipeline:
         return results
 
 
-class _Batch:
+class BatchWriter:
     """One write transaction's worth of candidates."""
 
     def __init__(
@@ -457,19 +457,21 @@ class _Batch:
 
     # ----- lookups --------------------------------------------------------------
 
-    def _wanted(self) -> set[Identity]:
+    @staticmethod
+    def _wanted(docs: Iterable[Document]) -> set[Identity]:
         wanted: set[Identity] = set()
-        for c in self.candidates:
-            if c.doc is None:
-                continue
-            wanted.add((c.doc.issuer, c.doc.doc_type.value, c.doc.number))
-            if c.doc.ref is not None:
-                ref = c.doc.ref
+        for doc in docs:
+            wanted.add((doc.issuer, doc.doc_type.value, doc.number))
+            if doc.ref is not None:
+                ref = doc.ref
                 wanted.add((ref.country, ref.doc_type.value, ref.number))
         return wanted
 
-    def _load_known(self) -> None:
-        wanted = sorted(self._wanted())
+    def load_identities(self, docs: Iterable[Document] | None = None) -> None:
+        """Load the stored rows of the batch's documents and of those they quote."""
+        if docs is None:
+            docs = [c.doc for c in self.candidates if c.doc is not None]
+        wanted = sorted(self._wanted(docs))
         d = store.documents
         for start in range(0, len(wanted), 400):
             chunk = wanted[start : start + 400]
@@ -477,7 +479,9 @@ class _Batch:
                 select(d).where(tuple_(d.c.issuer, d.c.doc_type, d.c.number).in_(chunk))
             ).mappings()
             for row in rows:
-                self._remember(
+                if row["id"] in self.by_id:
+                    continue
+                self.remember(
                     DocRow(
                         id=row["id"],
                         doc_type=row["doc_type"],
@@ -495,11 +499,11 @@ class _Batch:
                     )
                 )
 
-    def _remember(self, row: DocRow) -> None:
+    def remember(self, row: DocRow) -> None:
         self.known[row.identity] = row
         self.by_id[row.id] = row
 
-    def _authorization(self, row: DocRow) -> StoredAuthorization:
+    def authorization(self, row: DocRow) -> StoredAuthorization:
         """The stored document behind ``row``, read from its canonical bytes."""
         if row.authorization is None:
             v = store.document_versions
@@ -549,11 +553,11 @@ class _Batch:
     # ----- the run ----------------------------------------------------------------
 
     def run(self) -> list[Result]:
-        self._load_known()
+        self.load_identities()
         docs = [c.doc for c in self.candidates if c.doc is not None]
-        self.ledger.prepare(docs, self._ledger_documents(docs))
+        self.ledger.prepare(docs, self.ledger_documents(docs))
         results = [self._one(c) for c in self.candidates]
-        self._flush()
+        self.flush()
         return results
 
     def _one(self, c: Candidate) -> Result:
@@ -616,7 +620,7 @@ class _Batch:
                 )
             )
         doc_id = existing.id if existing else store.new_id()
-        plan = self._ledger_plan(doc, doc_id, c.bases, existing)
+        plan = self.ledger_plan(doc, doc_id, c.bases, existing)
         findings += plan.findings
         if is_rejecting(findings):
             return self._reject(c, findings)
@@ -629,7 +633,7 @@ class _Batch:
 
     # ----- the ledger ---------------------------------------------------------------
 
-    def _ledger_documents(self, docs: list[Document]) -> set[str]:
+    def ledger_documents(self, docs: list[Document]) -> set[str]:
         """Stored documents whose holdings this batch may change."""
         ids: set[str] = set()
         for doc in docs:
@@ -664,7 +668,7 @@ class _Batch:
                 ids.add(row.id)
         return ids
 
-    def _ledger_plan(
+    def ledger_plan(
         self,
         doc: Document,
         doc_id: str,
@@ -711,19 +715,19 @@ class _Batch:
             if doc.emergency:
                 return []
             ia = (
-                self._authorization(target)
+                self.authorization(target)
                 if target and target.state in ACTIVE_STATES
                 else None
             )
             drawn = dict(self._drawn_on(target.id)) if target else {}
             if existing is not None and target and existing.linked_id == target.id:
                 # an amendment replaces its own earlier draw
-                previous = self._authorization(existing)
+                previous = self.authorization(existing)
                 for substance, grams in previous.totals().items():
                     drawn[substance] = drawn.get(substance, Decimal(0)) - grams
             return reference_findings(doc, bases, ia, drawn)
         if doc.doc_type is DocType.ENDORSEMENT:
-            ea = self._authorization(target) if target else None
+            ea = self.authorization(target) if target else None
             findings = endorsement_findings(doc, bases, ea)
             if target and target.state == "endorsed" and existing is None:
                 findings.append(
@@ -880,7 +884,7 @@ class _Batch:
                 doc.emergency,
                 new=True,
             )
-            self._remember(row)
+            self.remember(row)
             self.rows["documents"].append(
                 {
                     "id": doc_id,
@@ -951,7 +955,7 @@ class _Batch:
 
         recipients: list[str] = []
         if not held:
-            recipients = self._route(doc, doc_id, version, target, findings, actor)
+            recipients = self.route(doc, doc_id, version, target, findings, actor)
             if doc.doc_type is DocType.IMPORT_AUTHORIZATION and existing is None:
                 self.links.append(
                     {"b_ia": doc_id, "b_country": doc.issuer, "b_number": doc.number}
@@ -969,7 +973,7 @@ class _Batch:
             doc_id,
         )
 
-    def _route(
+    def route(
         self,
         doc: Document,
         doc_id: str,
@@ -986,7 +990,7 @@ class _Batch:
                 target.importer_country,
                 target.exporter_country,
             )
-            self._transition(target, "cancelled", actor, f"cancelled by {doc.number}")
+            self.transition(target, "cancelled", actor, f"cancelled by {doc.number}")
             self.ledger.close(target.id, target.doc_type)
         else:
             recipients = recipients_of(
@@ -997,7 +1001,7 @@ class _Batch:
             )
         if doc.doc_type is DocType.ENDORSEMENT and target is not None:
             if target.state != "endorsed":
-                self._transition(target, "endorsed", actor, f"endorsed by {doc.number}")
+                self.transition(target, "endorsed", actor, f"endorsed by {doc.number}")
         for country in recipients:
             self._deliver(country, "document", doc_id=doc_id, version=version)
         alerted = set(recipients)
@@ -1005,7 +1009,7 @@ class _Batch:
             country = self._alert_country(doc, f)
             if country is None:
                 continue
-            self._alert(doc, doc_id, f, country)
+            self.alert(doc, doc_id, f, country)
             alerted.add(country)
         return sorted(alerted)
 
@@ -1021,7 +1025,7 @@ class _Batch:
             return doc.exporting_country
         return None
 
-    def _alert(self, doc: Document, doc_id: str, f: Finding, country: str) -> None:
+    def alert(self, doc: Document, doc_id: str, f: Finding, country: str) -> None:
         alert_id = store.new_id()
         payload = render_alert(alert_id, f, country, doc, self.now)
         self.rows["alerts"].append(
@@ -1067,7 +1071,7 @@ class _Batch:
             }
         )
 
-    def _transition(self, row: DocRow, state: str, actor: str, reason: str) -> None:
+    def transition(self, row: DocRow, state: str, actor: str, reason: str) -> None:
         self._audit(row.id, row.version, row.state, state, actor, reason)
         row.state = state
         self._change(row, {"state": state, "updated_at": self.now})
@@ -1100,7 +1104,7 @@ class _Batch:
             }
         )
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         tables = (
             "documents",
             "document_versions",

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
-from i2es_hub.findings import Finding, Severity
+import yaml
+
+from i2es_hub.errors import ConfigError
+
+from i2es_hub.findings import SEVERITY, Finding, Severity
 
 
 @dataclass(frozen=True)
@@ -29,3 +35,32 @@ class Policy:
             else f
             for f in findings
         ]
+
+    @classmethod
+    def from_mapping(cls, data: Any, origin: str) -> Policy:
+        """Build from ``{COUNTRY: {hold: [CODE, ...]}}``; errors name origin and key."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{origin}: expected a mapping of country codes")
+        warnings = {c.value for c, s in SEVERITY.items() if s == Severity.WARNING}
+        hold: dict[str, frozenset[str]] = {}
+        for country, entry in data.items():
+            codes = entry.get("hold") if isinstance(entry, dict) else None
+            if not isinstance(codes, list):
+                raise ConfigError(f"{origin}: {country}.hold must be a list of codes")
+            unknown = sorted(set(codes) - warnings)
+            if unknown:
+                raise ConfigError(
+                    f"{origin}: {country}.hold: {', '.join(unknown)} are not warning "
+                    f"codes; choose from {', '.join(sorted(warnings))}"
+                )
+            hold[str(country).upper()] = frozenset(codes)
+        return cls(hold)
+
+    @classmethod
+    def from_file(cls, path: Path) -> Policy:
+        """Read a policy YAML file."""
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read policy file {path}: {exc}") from exc
+        return cls.from_mapping(data, str(path))
