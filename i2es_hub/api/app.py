@@ -60,7 +60,8 @@ def create_app(engine: Engine | None = None) -> FastAPI:
         engine: The hub database; the configured one (``I2ES_HUB_DATABASE_URL``)
             when None.
     """
-    engine = engine or store.get_engine()
+    # Keyed by URL, so a changed I2ES_HUB_DATABASE_URL is honoured.
+    engine = engine or store.get_engine(store.database_url())
     app = FastAPI(
         title="i2es-hub API",
         version=__version__,
