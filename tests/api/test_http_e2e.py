@@ -30,12 +30,13 @@ def _free_port() -> int:
 def served(hub) -> Iterator[str]:
     """The base URL of a running ``i2es-hub serve``."""
     port = _free_port()
+    log = (hub.cwd / "serve.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "i2es_hub.cli", "serve", "--port", str(port)],
         env=hub.env,
         cwd=hub.cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -47,11 +48,9 @@ def served(hub) -> Iterator[str]:
             except httpx.TransportError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                process.terminate()
-                _, err = process.communicate(timeout=10)
                 raise AssertionError(
                     f"i2es-hub serve did not come up on {base}: "
-                    f"{err.decode(errors='replace')}"
+                    + (hub.cwd / "serve.log").read_text(errors="replace")
                 )
             time.sleep(0.1)
         yield base
@@ -62,6 +61,7 @@ def served(hub) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+        log.close()
 
 
 def test_upload_chain_inbox_ack_and_status_over_http(
@@ -107,6 +107,10 @@ def test_upload_chain_inbox_ack_and_status_over_http(
     assert ea_doc["state"] == "endorsed"
     assert ea_doc["number"] == "DE-EA-2026-7781"
     assert no_token.status_code == 401
+    server_log = (hub.cwd / "serve.log").read_text(errors="replace")
+    assert "POST /v1/documents" in server_log
+    assert ke not in server_log
+    assert de not in server_log
 
 
 def test_server_listens_on_loopback_only(served: str) -> None:
