@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from sqlalchemy import select
 
-from i2es_hub import outbox, store
+from i2es_hub import ledger, outbox, store
 from i2es_hub.api.auth import CallerDep
 from i2es_hub.api.documents import utc
 from i2es_hub.api.errors import ApiError
@@ -157,18 +157,8 @@ def get_balances(
     One entry per substance and year: the figure in force, what is reserved by
     authorizations, what endorsements consumed, and what is available.
     """
-    from i2es_hub import ledger
-
-    balances = getattr(ledger, "balances", None)
-    if balances is None:
-        raise ApiError(
-            501,
-            "NOT_AVAILABLE",
-            "estimate balances are not kept by this hub version",
-            "upgrade the hub to a version with the estimate ledger",
-        )
     with store.read_transaction(request.app.state.engine) as conn:
-        rows = balances(conn, caller.country, substance, year)
+        rows = ledger.balances(conn, caller.country, substance, year)
     return {
         "country": caller.country,
         "balances": [{k: _plain(v) for k, v in row.items()} for row in rows],

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from i2es_hub import ledger, store
+from i2es_hub import store
 
 from .conftest import Tokens, batch_of, bearer, xml_headers
 
@@ -172,21 +172,7 @@ MATRIX: dict[str, dict[str, tuple[str | None, tuple[int, Any]]]] = {
 }
 
 CASES = [
-    pytest.param(
-        endpoint,
-        kind,
-        id=f"{endpoint}-{kind}",
-        marks=(
-            pytest.mark.xfail(
-                reason="i2es_hub.ledger.balances is not there yet (estimate issue)",
-                strict=True,
-            )
-            if endpoint == "GET /v1/balances"
-            and kind in ("own", "other")
-            and not hasattr(ledger, "balances")
-            else ()
-        ),
-    )
+    pytest.param(endpoint, kind, id=f"{endpoint}-{kind}")
     for endpoint, kinds in MATRIX.items()
     for kind in kinds
 ]

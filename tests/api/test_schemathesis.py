@@ -15,8 +15,6 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from i2es_hub import ledger
-
 from .conftest import Tokens, bearer, xml_headers
 
 OPERATIONS = [
@@ -61,8 +59,6 @@ def test_the_list_covers_every_operation(api_schema: schemathesis.BaseSchema) ->
 def test_no_server_error_for_any_generated_request(
     method: str, path: str, api_schema: schemathesis.BaseSchema, country_tokens: Tokens
 ) -> None:
-    if path == "/v1/balances" and not hasattr(ledger, "balances"):
-        pytest.xfail("i2es_hub.ledger.balances is not there yet (estimate issue)")
     operation = api_schema[path][method]
     cases = st.one_of(
         operation.as_strategy(schemathesis.GenerationMode.POSITIVE),
