@@ -273,39 +273,56 @@ class Preparer:
     ) -> Iterator[Candidate]:
         """Prepare a file: read whole when small, streamed when a large batch."""
         source = source or path.name
-        size = path.stat().st_size
-        if size <= xmlsafe.MAX_DOCUMENT_BYTES:
+        sub = Submission(b"", sender, channel, source)
+        if path.stat().st_size <= xmlsafe.STREAM_THRESHOLD_BYTES:
             yield from self.prepare(
                 Submission(path.read_bytes(), sender, channel, source)
             )
             return
+        for item in self.stream_path(path, sub):
+            if isinstance(item, Candidate):
+                yield item
+            else:
+                yield from self.prepare(Submission(item, sender, channel, source))
+
+    def stream_path(self, path: Path, sub: Submission) -> Iterator[bytes | Candidate]:
+        """The documents of a large batch file, as bytes, with memory kept flat.
+
+        A file over the batch limit, or one that stops being well-formed, yields a
+        failed candidate holding the file's bytes for the quarantine; documents
+        before the break are yielded as usual.
+        """
+        size = path.stat().st_size
         if size > xmlsafe.MAX_BATCH_FILE_BYTES:
-            sub = Submission(b"", sender, channel, source)
+            with path.open("rb") as fh:
+                head = fh.read(65536)
             yield self._failed(
                 sub,
-                path.read_bytes()[:65536],
+                head,
                 Code.UNSAFE_XML,
-                f"{source}: file is {size} bytes, over the batch file "
-                f"limit of {xmlsafe.MAX_BATCH_FILE_BYTES} bytes; split it",
+                f"{sub.source}: file is {size} bytes, over the batch file limit of "
+                f"{xmlsafe.MAX_BATCH_FILE_BYTES} bytes (first 64 KiB kept); split it",
             )
             return
-        sub = Submission(b"", sender, channel, source)
         with path.open("rb") as fh:
             try:
                 for element in xmlsafe.stream(
                     fh, list(canonical.ROOTS), canonical.BATCH
                 ):
-                    yield self.prepare_element(sub, element, None)
+                    yield etree.tostring(element)
             except (xmlsafe.UnsafeXML, xmlsafe.MalformedXML) as exc:
                 code = (
                     Code.UNSAFE_XML
                     if isinstance(exc, xmlsafe.UnsafeXML)
                     else Code.SCHEMA_INVALID
                 )
-                line = getattr(exc, "line", None)
                 fh.seek(0)
                 yield self._failed(
-                    sub, fh.read(), code, f"{source}: {exc}", source_line=line
+                    sub,
+                    fh.read(),
+                    code,
+                    f"{sub.source}: {exc}",
+                    source_line=getattr(exc, "line", None),
                 )
 
 
@@ -318,10 +335,24 @@ def _init_worker(references: list[ReferenceList], sender: str, channel: str) -> 
     _worker = (Preparer(references), sender, channel)
 
 
-def _prepare_chunk(paths: list[str]) -> list[Candidate]:
+WorkItem = tuple[
+    str, Any, str
+]  # ("path", path, "") | ("doc", bytes, source) | ("done", Candidate, "")
+
+
+def _prepare_items(items: list[WorkItem]) -> list[Candidate]:
+    """Worker side: prepare files and streamed documents, in order."""
     assert _worker is not None
     preparer, sender, channel = _worker
-    return [c for p in paths for c in preparer.prepare_path(Path(p), sender, channel)]
+    out: list[Candidate] = []
+    for kind, value, source in items:
+        if kind == "path":
+            out += preparer.prepare_path(Path(value), sender, channel)
+        elif kind == "doc":
+            out += preparer.prepare(Submission(value, sender, channel, source))
+        else:
+            out.append(value)
+    return out
 
 
 class Pipeline:
@@ -354,19 +385,39 @@ class Pipeline:
     ) -> Iterator[Candidate]:
         """Prepare many files in input order, on worker processes when it pays.
 
-        The commit stage stays in this process and in order, so a document that
-        depends on an earlier file (an export authorization after its import
-        authorization) always sees it.
+        Large batch files are streamed here and their documents handed to the
+        workers; small files are read by the workers themselves. The commit stage
+        stays in this process and in order, so a document that depends on an
+        earlier one (an export authorization after its import authorization)
+        always sees it.
         """
         workers = min(PREPARE_WORKERS, max((os.cpu_count() or 1) - 1, 1))
-        if len(paths) < PARALLEL_MIN_FILES or workers < 1:
+        large = any(p.stat().st_size > xmlsafe.STREAM_THRESHOLD_BYTES for p in paths)
+        if not large and len(paths) < PARALLEL_MIN_FILES:
             for path in paths:
                 yield from self.prepare_path(path, sender, channel)
             return
-        chunks = [
-            [str(p) for p in paths[i : i + PREPARE_CHUNK]]
-            for i in range(0, len(paths), PREPARE_CHUNK)
-        ]
+        yield from self._in_workers(
+            self._work_items(paths, sender, channel), workers, sender, channel
+        )
+
+    def _work_items(
+        self, paths: Sequence[Path], sender: str, channel: str
+    ) -> Iterator[WorkItem]:
+        for path in paths:
+            if path.stat().st_size <= xmlsafe.STREAM_THRESHOLD_BYTES:
+                yield ("path", str(path), "")
+                continue
+            sub = Submission(b"", sender, channel, path.name)
+            for item in self.preparer.stream_path(path, sub):
+                if isinstance(item, Candidate):
+                    yield ("done", item, "")
+                else:
+                    yield ("doc", item, path.name)
+
+    def _in_workers(
+        self, items: Iterator[WorkItem], workers: int, sender: str, channel: str
+    ) -> Iterator[Candidate]:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(
             workers,
@@ -375,15 +426,15 @@ class Pipeline:
             initargs=(self.references, sender, channel),
         ) as pool:
             # A bounded window of chunks in flight keeps memory flat.
+            chunks = iter(lambda: list(itertools.islice(items, PREPARE_CHUNK)), [])
             pending: deque[Future[list[Candidate]]] = deque()
-            chunk_iter = iter(chunks)
-            for chunk in itertools.islice(chunk_iter, workers * 2):
-                pending.append(pool.submit(_prepare_chunk, chunk))
+            for chunk in itertools.islice(chunks, workers * 2):
+                pending.append(pool.submit(_prepare_items, chunk))
             while pending:
                 candidates = pending.popleft().result()
-                nxt = next(chunk_iter, None)
+                nxt = next(chunks, None)
                 if nxt is not None:
-                    pending.append(pool.submit(_prepare_chunk, nxt))
+                    pending.append(pool.submit(_prepare_items, nxt))
                 yield from candidates
 
     def ingest(self, submissions: Iterable[Submission]) -> Iterator[Result]:

@@ -21,6 +21,11 @@ MAX_DOCUMENT_BYTES = int(
 )
 """Largest single document or in-memory batch accepted, in bytes."""
 
+STREAM_THRESHOLD_BYTES = int(
+    os.environ.get("I2ES_HUB_STREAM_THRESHOLD_BYTES", 1024 * 1024)
+)
+"""Files larger than this are streamed document by document (memory stays flat)."""
+
 MAX_BATCH_FILE_BYTES = int(
     os.environ.get("I2ES_HUB_MAX_BATCH_FILE_BYTES", 4 * 1024 * 1024 * 1024)
 )

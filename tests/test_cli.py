@@ -99,7 +99,7 @@ def test_large_batch_file_is_streamed(hub, tmp_path: Path):
     ]
     path = tmp_path / "big.xml"
     path.write_bytes(batch(*docs))
-    hub.env["I2ES_HUB_MAX_DOCUMENT_BYTES"] = "20000"  # the file is ~60 kB: streamed
+    hub.env["I2ES_HUB_STREAM_THRESHOLD_BYTES"] = "20000"  # the file is ~60 kB: streamed
     out = rows(hub("ingest", "--json", "--from", "KE", str(path), check=True).stdout)
     assert len(out) == 40 and {r["outcome"] for r in out} == {"accepted"}
 
