@@ -638,6 +638,10 @@ from i2es_hub.api.commands import serve, tokens_group  # noqa: E402
 cli.add_command(serve)
 cli.add_command(tokens_group)
 
+from i2es_hub.connector_cli import register  # noqa: E402
+
+register(cli)
+
 
 if __name__ == "__main__":
     main()

@@ -327,7 +327,9 @@ class CountryMapping:
             data = self._outbound.to_national(root)
             return json.dumps(data, ensure_ascii=False, indent=2).encode()
         result = _apply(self._outbound, root, "canonical message", "outbound")
-        return etree.tostring(result, xml_declaration=True, encoding="UTF-8")
+        return etree.tostring(
+            result, xml_declaration=True, encoding="UTF-8", pretty_print=True
+        )
 
 
 @functools.lru_cache(maxsize=64)
