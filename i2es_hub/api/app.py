@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
@@ -41,6 +42,13 @@ class HubState:
         self.engine = engine
         self._pipeline: Pipeline | None = None
         self._lock = threading.Lock()
+        # SQLite takes one writer at a time and makes the others sleep and poll,
+        # which turns into long tail latencies under concurrent uploads; queueing
+        # this process's writers on a lock hands the database over at once.
+        # PostgreSQL locks rows, so writers run side by side.
+        self.write_lock: AbstractContextManager[Any] = (
+            threading.Lock() if store.is_sqlite(engine) else nullcontext()
+        )
 
     @property
     def pipeline(self) -> Pipeline:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterator
-from typing import Annotated, Any
+from collections.abc import Iterable, Iterator
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, Request
 from fastapi import Path as PathParam
@@ -32,15 +32,20 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 
+# Ids the hub hands out are hex; anything else (NUL bytes included, which
+# PostgreSQL refuses in text) is answered 422 before it reaches the database.
+ID_PATTERN = r"^[0-9A-Za-z_-]+$"
 IdParam = Annotated[
     str,
     PathParam(
         min_length=1,
         max_length=64,
+        pattern=ID_PATTERN,
         description="The document id, or the message id an upload answered with.",
     ),
 ]
 NDJSON = "application/x-ndjson"
+T = TypeVar("T")
 
 
 # ----- answers ----------------------------------------------------------------------
@@ -113,10 +118,12 @@ def _ingest_one(
 ) -> dict[str, Any]:
     from i2es_hub.ingest import Submission
 
-    pipeline = request.app.state.hub.pipeline
+    hub = request.app.state.hub
     assert body.data is not None
     submission = Submission(body.data, caller.country, "api", source)
-    results = list(pipeline.ingest([submission]))
+    candidates = list(hub.pipeline.prepare(submission))
+    with hub.write_lock:
+        results = list(hub.pipeline.commit_all(candidates))
     if len(results) != 1:
         raise ApiError(
             422,
@@ -197,27 +204,41 @@ async def post_document(
     return _answer(result, caller)
 
 
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def _batch_results(request: Request, caller: Caller, body: Body) -> Iterator[str]:
     """NDJSON lines, one per document, each after its database batch committed."""
     from i2es_hub.ingest import Submission
 
-    pipeline = request.app.state.hub.pipeline
+    hub = request.app.state.hub
+    pipeline = hub.pipeline
     source = f"api batch {store.new_id()}"
     counts: dict[str, int] = {}
     try:
         if body.path is not None:
             candidates = pipeline.prepare_path(body.path, caller.country, "api", source)
-            results = pipeline.commit_all(candidates)
         else:
             assert body.data is not None
-            results = pipeline.ingest(
-                [Submission(body.data, caller.country, "api", source)]
-            )
-        for result in results:
-            counts[result.outcome] = counts.get(result.outcome, 0) + 1
-            out = _with_links(result.to_json(), result.document_id)
-            out["status"] = _status_of(out)
-            yield json.dumps(out, default=str) + "\n"
+            submission = Submission(body.data, caller.country, "api", source)
+            candidates = pipeline.prepare(submission)
+        for chunk in _chunks(candidates, pipeline.batch_size):
+            # The write lock is held for one commit, never while a line is sent.
+            with hub.write_lock:
+                results = list(pipeline.commit_all(chunk))
+            for result in results:
+                counts[result.outcome] = counts.get(result.outcome, 0) + 1
+                out = _with_links(result.to_json(), result.document_id)
+                out["status"] = _status_of(out)
+                yield json.dumps(out, default=str) + "\n"
     finally:
         body.discard()
         log.info(

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from i2es_hub import ledger, outbox, store
 from i2es_hub.api.auth import CallerDep
-from i2es_hub.api.documents import utc
+from i2es_hub.api.documents import ID_PATTERN, utc
 from i2es_hub.api.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,9 @@ def get_inbox(
     XML. Pass ``next_after`` from one page as ``after`` for the next; ``more``
     says whether another page is waiting. Fetching marks the messages delivered.
     """
-    now = store.utcnow()
-    with store.write_transaction(request.app.state.engine) as conn:
+    hub = request.app.state.hub
+    with hub.write_lock, store.write_transaction(hub.engine) as conn:
+        now = store.utcnow()
         rows = outbox.list_deliveries(
             conn, caller.country, after=after, limit=limit + 1
         )
@@ -103,7 +104,7 @@ def get_inbox(
 def post_ack(
     request: Request,
     caller: CallerDep,
-    id: Annotated[str, PathParam(min_length=1, max_length=64)],
+    id: Annotated[str, PathParam(min_length=1, max_length=64, pattern=ID_PATTERN)],
 ) -> dict[str, Any]:
     """Mark a message addressed to the caller ``acknowledged``; repeating is harmless.
 
@@ -112,7 +113,8 @@ def post_ack(
             country.
     """
     dl = store.deliveries
-    with store.write_transaction(request.app.state.engine) as conn:
+    hub = request.app.state.hub
+    with hub.write_lock, store.write_transaction(hub.engine) as conn:
         row = conn.execute(
             select(dl.c.recipient, dl.c.state, dl.c.acknowledged_at).where(
                 dl.c.id == id
@@ -149,7 +151,10 @@ def _plain(value: Any) -> Any:
 def get_balances(
     request: Request,
     caller: CallerDep,
-    substance: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    substance: Annotated[
+        str | None,
+        Query(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$"),
+    ] = None,
     year: Annotated[int | None, Query(ge=1961, le=9999)] = None,
 ) -> dict[str, Any]:
     """The caller's estimate and assessment balances, in grams of anhydrous base.

@@ -39,3 +39,17 @@ def test_import_authorization_reserves_on_the_importers_balance(
     assert year["balances"] == ke["balances"]
     assert other_substance["balances"] == []
     assert de == {"country": "DE", "balances": []}
+
+
+def test_regression_nul_byte_in_a_parameter_is_422_not_a_database_error(
+    client: TestClient, country_tokens: Tokens
+) -> None:
+    # Found by schemathesis: PostgreSQL refuses NUL in text and the hub answered 500.
+    balances = client.get(
+        "/v1/balances", params={"substance": "\x00"}, headers=bearer(country_tokens.ke)
+    )
+    document = client.get("/v1/documents/%00", headers=bearer(country_tokens.ke))
+    ack = client.post("/v1/inbox/%00/ack", headers=bearer(country_tokens.ke))
+
+    assert [balances.status_code, document.status_code, ack.status_code] == [422] * 3
+    assert "query.substance" in balances.json()["error"]["message"]

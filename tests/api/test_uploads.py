@@ -296,6 +296,7 @@ def test_batch_larger_than_a_document_is_spooled_and_ingested(
 ) -> None:
     # A small in-memory limit makes this batch take the streamed file path.
     monkeypatch.setattr(xmlsafe, "MAX_DOCUMENT_BYTES", 4096)
+    monkeypatch.setattr(xmlsafe, "STREAM_THRESHOLD_BYTES", 4096)
     ia = example["import-authorization"]
     body = batch_of(*(renumber(ia, f"KE-IA-L-{i:03d}") for i in range(6)))
     assert len(body) > 4096
