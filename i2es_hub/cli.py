@@ -523,7 +523,7 @@ def balance(
 @click.option("--year", type=int, required=True)
 @click.option("--json", "as_json", is_flag=True)
 def reconcile_command(country: str, year: int, as_json: bool) -> None:
-    """Authorized -> exported -> received -> remaining, and open export authorizations."""
+    """Authorized, exported, received and remaining; open export authorizations."""
     from i2es_hub.reconcile import reconcile
 
     with store.read_transaction(_engine()) as conn:

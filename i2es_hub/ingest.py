@@ -134,6 +134,7 @@ class Candidate:
 
     @property
     def identity(self) -> Identity | None:
+        """(issuer, type, number), once the document could be read."""
         if self.doc is None:
             return None
         return (self.doc.issuer, self.doc.doc_type.value, self.doc.number)
@@ -161,6 +162,7 @@ class DocRow:
 
     @property
     def identity(self) -> Identity:
+        """(issuer, type, number)."""
         return (self.issuer, self.doc_type, self.number)
 
 
@@ -551,6 +553,7 @@ class BatchWriter:
                 )
 
     def remember(self, row: DocRow) -> None:
+        """Make a stored (or newly stored) document known to the batch."""
         self.known[row.identity] = row
         self.by_id[row.id] = row
 
@@ -604,6 +607,7 @@ class BatchWriter:
     # ----- the run ----------------------------------------------------------------
 
     def run(self) -> list[Result]:
+        """Check, store and route every candidate; one result each, in order."""
         self.load_identities()
         docs = [c.doc for c in self.candidates if c.doc is not None]
         self.ledger.prepare(docs, self.ledger_documents(docs))
@@ -621,8 +625,9 @@ class BatchWriter:
             findings.append(
                 Finding.of(
                     Code.SENDER_NOT_ISSUER,
-                    f"{doc.label}: submitted by {sub.sender} through {sub.channel}, but "
-                    f"issued by {doc.issuer}; a country may submit only its own documents",
+                    f"{doc.label}: submitted by {sub.sender} through {sub.channel}, "
+                    f"but issued by {doc.issuer}; a country may submit only its own "
+                    "documents",
                 )
             )
         if is_rejecting(findings):
@@ -636,8 +641,8 @@ class BatchWriter:
                 [
                     Finding.of(
                         Code.DUPLICATE,
-                        f"{doc.label}: same content as version {existing.version} received "
-                        "before; nothing changed",
+                        f"{doc.label}: same content as version {existing.version} "
+                        "received before; nothing changed",
                     )
                 ],
                 sub.source,
@@ -653,8 +658,8 @@ class BatchWriter:
                 + [
                     Finding.of(
                         Code.DOCUMENT_CLOSED,
-                        f"{doc.label}: is {existing.state}; a {existing.state} document "
-                        "cannot be amended (issue a new document number)",
+                        f"{doc.label}: is {existing.state}; a {existing.state} "
+                        "document cannot be amended (issue a new document number)",
                     )
                 ],
             )
@@ -714,9 +719,10 @@ class BatchWriter:
                 )
                 .order_by(d.c.created_at)
             )
-            for row in rows:
-                self.waiting_exports[(row.ref_country, row.ref_number)].append(row.id)
-                ids.add(row.id)
+            for waiting in rows:
+                key = (str(waiting.ref_country), str(waiting.ref_number))
+                self.waiting_exports[key].append(waiting.id)
+                ids.add(waiting.id)
         return ids
 
     def ledger_plan(
@@ -726,6 +732,7 @@ class BatchWriter:
         bases: dict[int, Decimal],
         existing: DocRow | None,
     ) -> Any:
+        """Check a document against the ledger; the plan applies if accepted."""
         ref = doc.ref
         target = (
             self.known.get((ref.country, ref.doc_type.value, ref.number))
@@ -784,8 +791,9 @@ class BatchWriter:
                 findings.append(
                     Finding.of(
                         Code.ALREADY_ENDORSED,
-                        f"{doc.label}: export authorization {ref.country}/{ref.number} "
-                        "was endorsed before; this endorsement replaces the earlier one",
+                        f"{doc.label}: export authorization {ref.country}/"
+                        f"{ref.number} was endorsed before; this endorsement replaces "
+                        "the earlier one",
                     )
                 )
             return findings
@@ -795,8 +803,8 @@ class BatchWriter:
                     Finding.of(
                         Code.SENDER_NOT_ISSUER,
                         f"{doc.label}: cancels {ref.doc_type.value} {ref.country}/"
-                        f"{ref.number}, issued by another country; a country may cancel "
-                        "only its own documents",
+                        f"{ref.number}, issued by another country; a country may "
+                        "cancel only its own documents",
                     )
                 ]
             if target is None or target.state not in ACTIVE_STATES + ("held",):
@@ -900,7 +908,7 @@ class BatchWriter:
             if ref
             else None
         )
-        values = {
+        values: dict[str, Any] = {
             "state": state,
             "version": version,
             "content_hash": digest,
@@ -1050,18 +1058,21 @@ class BatchWriter:
                 doc.importing_country,
                 doc.exporting_country,
             )
-        if doc.doc_type is DocType.ENDORSEMENT and target is not None:
-            if target.state != "endorsed":
-                self.transition(target, "endorsed", actor, f"endorsed by {doc.number}")
+        if (
+            doc.doc_type is DocType.ENDORSEMENT
+            and target is not None
+            and target.state != "endorsed"
+        ):
+            self.transition(target, "endorsed", actor, f"endorsed by {doc.number}")
         for country in recipients:
             self._deliver(country, "document", doc_id=doc_id, version=version)
         alerted = set(recipients)
         for f in findings:
-            country = self._alert_country(doc, f)
-            if country is None:
+            alert_to = self._alert_country(doc, f)
+            if alert_to is None:
                 continue
-            self.alert(doc, doc_id, f, country)
-            alerted.add(country)
+            self.alert(doc, doc_id, f, alert_to)
+            alerted.add(alert_to)
         return sorted(alerted)
 
     @staticmethod
@@ -1077,6 +1088,7 @@ class BatchWriter:
         return None
 
     def alert(self, doc: Document, doc_id: str, f: Finding, country: str) -> None:
+        """Store an alert for ``country`` and put it in the outbox."""
         alert_id = store.new_id()
         payload = render_alert(alert_id, f, country, doc, self.now)
         self.rows["alerts"].append(
@@ -1123,6 +1135,7 @@ class BatchWriter:
         )
 
     def transition(self, row: DocRow, state: str, actor: str, reason: str) -> None:
+        """Move a document to ``state``, with its audit record."""
         self._audit(row.id, row.version, row.state, state, actor, reason)
         row.state = state
         self._change(row, {"state": state, "updated_at": self.now})
@@ -1156,6 +1169,7 @@ class BatchWriter:
         )
 
     def flush(self) -> None:
+        """Write everything the batch decided, in a few multi-row statements."""
         tables = (
             "documents",
             "document_versions",

@@ -23,6 +23,7 @@ reads and writes a constant number of rows, whatever the history.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -30,12 +31,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, select, tuple_
+from sqlalchemy import select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from i2es_hub import store
-from i2es_hub.canonical import Document, DocType
+from i2es_hub.canonical import DocType, Document
 from i2es_hub.findings import Code, Finding
 from i2es_hub.reference import Substance
 
@@ -80,6 +81,7 @@ class Holding:
 
     @property
     def key(self) -> Key:
+        """The balance this holding reserves on."""
         return (self.country, self.substance, self.year)
 
 
@@ -329,9 +331,9 @@ class Ledger:
                 findings.append(
                     Finding.of(
                         Code.IMPORT_PROHIBITED,
-                        f"{doc.label} line {line.number}: {country} has prohibited the "
-                        f"import of {line.substance} since {since} (1971 art. 13); quote "
-                        "the special import licence to proceed",
+                        f"{doc.label} line {line.number}: {country} has prohibited "
+                        f"the import of {line.substance} since {since} (1971 art. 13);"
+                        " quote the special import licence to proceed",
                         line=line.number,
                     )
                 )
@@ -376,8 +378,8 @@ class Ledger:
                 code,
                 f"{doc.label} line {line}: {substance} {demand} g base exceeds what is "
                 f"left of {country}'s {year} {word}: {word} {figure} g, reserved "
-                f"{bal.reserved} g, consumed {bal.consumed} g, available {available} g; "
-                f"excess {demand - available} g",
+                f"{bal.reserved} g, consumed {bal.consumed} g, available "
+                f"{available} g; excess {demand - available} g",
                 line=line,
                 figures={
                     "substance": substance,
@@ -461,7 +463,7 @@ class Ledger:
             )
         for substance, holding in old.items():
             if substance not in _totals(doc, bases):
-                plan.steps.append(lambda h=holding: self._close_import(h))
+                plan.steps.append(functools.partial(self._close_import, holding))
 
     def _import_step(
         self,
@@ -551,7 +553,7 @@ class Ledger:
             )
         for substance, holding in old.items():
             if substance not in _totals(doc, bases):
-                plan.steps.append(lambda h=holding: self._close_export(h))
+                plan.steps.append(functools.partial(self._close_export, holding))
 
     def _export_step(
         self,
@@ -629,7 +631,7 @@ class Ledger:
     # releases: cancellation, expiry, endorsement
 
     def _release_export(self, ea: Holding, *, give_back: bool) -> None:
-        """Release what an export holds; ``give_back`` returns its draw to the import."""
+        """Release what an export holds; ``give_back`` returns its draw."""
         self._reserve(ea.key, -ea.reserved)
         ia = self.by_id.get(ea.ia_holding_id) if ea.ia_holding_id else None
         if ea.drawn and ia is not None:
@@ -798,16 +800,16 @@ def balances(
         equery = equery.where(e.c.substance == substance.lower())
     if year:
         query = query.where(b.c.year == year)
-        equery = equery.where(and_(e.c.year <= year) if True else e.c.year == year)
+        equery = equery.where(e.c.year <= year)
     for r in conn.execute(query):
         keys[(r.substance, r.year)] = (Decimal(r.reserved), Decimal(r.consumed))
     kinds: dict[str, str] = {}
-    for r in conn.execute(equery):
-        kinds[r.substance] = r.kind
-        if r.kind == "estimate" and (year is None or r.year == year):
-            keys.setdefault((r.substance, r.year), (ZERO, ZERO))
-        elif r.kind == "assessment":
-            keys.setdefault((r.substance, year or r.year), (ZERO, ZERO))
+    for e_row in conn.execute(equery):
+        kinds[e_row.substance] = e_row.kind
+        if e_row.kind == "estimate" and (year is None or e_row.year == year):
+            keys.setdefault((e_row.substance, e_row.year), (ZERO, ZERO))
+        elif e_row.kind == "assessment":
+            keys.setdefault((e_row.substance, year or e_row.year), (ZERO, ZERO))
     out = []
     for (sub, yr), (reserved, consumed) in sorted(keys.items()):
         kind = kinds.get(sub)

@@ -10,7 +10,6 @@ from typing import Any
 import yaml
 
 from i2es_hub.errors import ConfigError
-
 from i2es_hub.findings import SEVERITY, Finding, Severity
 
 

@@ -1,6 +1,7 @@
 """Alembic environment: runs against the connection the hub hands over."""
 
 from alembic import context
+from sqlalchemy.engine import Connection
 
 from i2es_hub.store import get_engine, metadata
 
@@ -8,7 +9,7 @@ config = context.config
 connection = config.attributes.get("connection")
 
 
-def _run(conn: object) -> None:
+def _run(conn: Connection) -> None:
     context.configure(
         connection=conn,
         target_metadata=metadata,
