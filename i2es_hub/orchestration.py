@@ -261,7 +261,10 @@ def ingest_batch(
     )
     results = list(pipeline.commit_all(candidates))
     outcomes = Counter(r.outcome for r in results)
-    alert_rows = _alerts_for({r.document_id for r in results if r.document_id}, started)
+    fresh = {
+        r.document_id for r in results if r.document_id and r.outcome != "duplicate"
+    }
+    alert_rows = _alerts_for(fresh, started)
     report = {
         "connector": connector.name,
         "country": connector.country,
@@ -269,6 +272,7 @@ def ingest_batch(
         "left": left,
         "outcomes": dict(outcomes),
         "alerts": [a["id"] for a in alert_rows],
+        "alert_codes": sorted({a["code"] for a in alert_rows}),
         "alert_countries": sorted({a["country"] for a in alert_rows}),
     }
     log.info(
@@ -282,16 +286,26 @@ def ingest_batch(
 
 
 def _alerts_for(document_ids: set[str], since: dt.datetime) -> list[dict[str, Any]]:
+    """Alerts raised on these documents at or after ``since``."""
     if not document_ids:
         return []
     al = store.alerts
     with store.read_transaction(_engine()) as conn:
         rows = conn.execute(
-            select(al.c.id, al.c.country, al.c.code).where(
-                al.c.document_id.in_(sorted(document_ids)), al.c.created_at >= since
+            select(al.c.id, al.c.country, al.c.code, al.c.created_at).where(
+                al.c.document_id.in_(sorted(document_ids))
             )
         ).mappings()
-        return [dict(r) for r in rows]
+        # Compared here, not in SQL: SQLite keeps timestamps without their zone.
+        return [
+            dict(r)
+            for r in rows
+            if _aware(r["created_at"]) >= since - dt.timedelta(seconds=1)
+        ]
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def archive_files(connector_file: str, reports: Iterable[Mapping[str, Any]]) -> int:
@@ -686,7 +700,7 @@ def connector_dag(filename: str) -> Any:
 
         @task(task_id="archive", trigger_rule="none_failed")
         def archive(reports: Any) -> int:
-            return archive_files(name, list(reports or []))
+            return archive_files(name, _items(reports))
 
         @task(
             task_id="announce_alerts",
@@ -694,7 +708,7 @@ def connector_dag(filename: str) -> Any:
             trigger_rule="none_failed",
         )
         def announce(reports: Any, *, outlet_events: Any = None) -> dict[str, Any]:
-            summary = alerts_in_reports(list(reports or []))
+            summary = alerts_in_reports(_items(reports))
             if not summary["alerts"]:
                 raise AirflowSkipException("no new alerts in this run")
             outlet_events[alerts_asset()].extra = summary
@@ -709,6 +723,13 @@ def connector_dag(filename: str) -> Any:
         announce(reports)
         archived >> push()
     return dag
+
+
+def _items(reports: Any) -> list[Any]:
+    """The mapped ingest reports as a list, read in one request (a slice)."""
+    if reports is None:
+        return []
+    return list(reports[:])
 
 
 def alert_dag() -> Any:
