@@ -181,7 +181,9 @@ def load_connector(path: Path | str) -> Connector:
     read = _Reader(path, data)
     country = read.text("country")
     if not re.fullmatch(r"[A-Z]{2}", country):
-        raise read.fail("country", f"must be an ISO 3166-1 alpha-2 code, not {country!r}")
+        raise read.fail(
+            "country", f"must be an ISO 3166-1 alpha-2 code, not {country!r}"
+        )
     connection_id = _connection_id(read)
     transport = _transport(read, name, country, connection_id)
     return Connector(
@@ -279,7 +281,9 @@ def _transport(
         raise read.fail("transport.conn_id", "is set by the top-level 'connection_id'")
     kind = data.get("type")
     if kind not in TRANSPORT_TYPES:
-        raise read.fail("transport.type", f"must be one of {list(TRANSPORT_TYPES)}, not {kind!r}")
+        raise read.fail(
+            "transport.type", f"must be one of {list(TRANSPORT_TYPES)}, not {kind!r}"
+        )
     settings = dict(data)
     if kind == "sftp" and connection_id is None:
         raise read.fail("connection_id", "is required for an sftp transport")
@@ -460,9 +464,7 @@ def connector_schema() -> dict[str, Any]:
             "schedule": text,
             "policy": {
                 "type": "object",
-                "properties": {
-                    "hold": {"type": "array", "items": {"enum": warnings}}
-                },
+                "properties": {"hold": {"type": "array", "items": {"enum": warnings}}},
                 "additionalProperties": False,
             },
             "batch_size": {"type": "integer", "minimum": 1, "maximum": MAX_BATCH_SIZE},

@@ -16,13 +16,12 @@ connector's country, whatever the bytes claim.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-
-import datetime as dt
 
 from sqlalchemy.engine import Engine
 
@@ -146,7 +145,14 @@ def pull(
                     report.fetch_errors.append(f"{fetched.file.name}: {fetched.error}")
                     continue
                 taken.append(fetched.file)
-                yield from _candidates(connector, mapping, pipeline, fetched.file.name, fetched.data, report)
+                yield from _candidates(
+                    connector,
+                    mapping,
+                    pipeline,
+                    fetched.file.name,
+                    fetched.data,
+                    report,
+                )
 
         # Every result comes after its commit: consume them all before archiving.
         report.results = list(pipeline.commit_all(candidates()))
@@ -243,7 +249,9 @@ def push(
         try:
             data = mapping.to_national(message.data)
         except MappingError as exc:
-            failures.append((row, f"outbound mapping of {connector.name}: {exc}", False))
+            failures.append(
+                (row, f"outbound mapping of {connector.name}: {exc}", False)
+            )
             continue
         name = connector.outbound_filename(message.message_id, message.kind)
         ready.append(
@@ -258,7 +266,9 @@ def push(
                 if result.error is None:
                     continue
                 failures.append((row, str(result.error), result.error.retriable))
-            delivered = [row for (row, _), r in zip(ready, results, strict=True) if r.ok]
+            delivered = [
+                row for (row, _), r in zip(ready, results, strict=True) if r.ok
+            ]
         except TransportError as exc:
             report.error = str(exc)
             log.warning("%s: push failed: %s", connector.name, exc)
@@ -271,7 +281,9 @@ def push(
         for row in delivered:
             outbox.mark_delivered(conn, row["id"], now)
         for row, error, retriable in failures:
-            state = outbox.mark_failed_attempt(conn, row, error, now, retriable=retriable)
+            state = outbox.mark_failed_attempt(
+                conn, row, error, now, retriable=retriable
+            )
             if state == "retrying":
                 report.retrying += 1
             else:

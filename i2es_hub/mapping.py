@@ -57,7 +57,7 @@ def mappings_dir() -> Path:
 
 
 def national_xsd_dir() -> Path:
-    """The folder national schemas are read from: ``$I2ES_HUB_XSD_DIR`` or xsd/national/."""
+    """The national schemas' folder: ``$I2ES_HUB_XSD_DIR`` or xsd/national/."""
     return Path(os.environ.get("I2ES_HUB_XSD_DIR", REPO_ROOT / "xsd" / "national"))
 
 
@@ -92,7 +92,7 @@ def resolve_inside(folder: Path, relative: str, what: str) -> Path:
     return path
 
 
-# ----- code tables ------------------------------------------------------------------
+# ----- code tables ----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -396,7 +396,7 @@ def _parse_json(data: bytes, source: str) -> Any:
         raise MappingError(f"{source}: not valid JSON: {exc}", line=line) from exc
 
 
-# ----- the JSON field map ---------------------------------------------------------------
+# ----- the JSON field map ----------------------------------------------------------
 
 
 class FieldMap:
@@ -671,7 +671,9 @@ class FieldMap:
                 number = Decimal(text)
             except InvalidOperation as exc:
                 raise MappingError(f"{text!r} is not a number") from exc
-            return int(number) if number == number.to_integral_value() else float(number)
+            return (
+                int(number) if number == number.to_integral_value() else float(number)
+            )
         if kind == "boolean":
             return text == "true"
         return text

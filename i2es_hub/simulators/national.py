@@ -31,7 +31,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ import yaml
 from lxml import etree
 
 from i2es_hub import canonical
-from i2es_hub.connections import ConnectionInfo, parse_connection
+from i2es_hub.connections import ConnectionInfo, env_var_name, parse_connection
 from i2es_hub.connectors import Connector, connectors_dir, load_connector
 from i2es_hub.mapping import compile_mapping, mappings_dir
 from i2es_hub.simulators.rest_server import rest_server
@@ -59,12 +59,14 @@ class NationalSystem:
         connection: The credentials the hub uses, or None (file drop).
         send: Leave ``(name, bytes)`` for the hub to pull.
         received: What the hub has delivered so far, as ``(name, bytes)``.
+        env: The ``AIRFLOW_CONN_<ID>`` variable that reaches it, for the CLI.
     """
 
     connector: Connector
     connection: ConnectionInfo | None
     send: Callable[[str, bytes], None]
     received: Callable[[], list[tuple[str, bytes]]]
+    env: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 def sample(connector: str, name: str) -> bytes:
@@ -101,10 +103,8 @@ def national_system(
     if transport["type"] == "rest":
         token = secrets.token_urlsafe(16)
         with rest_server(token=token) as system:
-            connection = parse_connection(
-                data["connection_id"],
-                json.dumps({"conn_type": "http", "extra": {"token": token}}),
-            )
+            value = json.dumps({"conn_type": "http", "extra": {"token": token}})
+            connection = parse_connection(data["connection_id"], value)
 
             def rest_received() -> list[tuple[str, bytes]]:
                 return [(p.filename, p.body) for p in system.pushed]
@@ -117,6 +117,7 @@ def national_system(
                 connection,
                 rest_send,
                 rest_received,
+                {env_var_name(data["connection_id"]): value},
             )
         return
 
@@ -137,11 +138,13 @@ def national_system(
     with sftp_server(sftp_kind, workdir / "sftp") as server:
         for sub in folders.values():
             (server.root / sub).mkdir(parents=True, exist_ok=True)
+        uri = server.connection_uri()
         yield NationalSystem(
             connector_with({**folders, "min_age": 0}),
-            parse_connection(data["connection_id"], server.connection_uri()),
+            parse_connection(data["connection_id"], uri),
             _dropper(server.root / "inbox"),
             _collector(server.root / "outbox"),
+            {env_var_name(data["connection_id"]): uri},
         )
 
 
@@ -191,13 +194,13 @@ def generate(
     for serial in range(start, start + count):
         doc = copy.deepcopy(template)
         number = f"{connector.country}-IA-{year}-{serial:06d}"
-        doc.find(canonical.q("DocumentNumber")).text = number  # type: ignore[union-attr]
-        doc.find(canonical.q("IssuingCountry")).text = connector.country  # type: ignore[union-attr]
-        doc.find(canonical.q("IssuingAuthority")).text = connector.authority  # type: ignore[union-attr]
+        doc.find(canonical.q("DocumentNumber")).text = number
+        doc.find(canonical.q("IssuingCountry")).text = connector.country
+        doc.find(canonical.q("IssuingAuthority")).text = connector.authority
         importer = doc.find(f"{canonical.q('Importer')}/{canonical.q('Address')}")
-        importer.find(canonical.q("Country")).text = connector.country  # type: ignore[union-attr]
+        importer.find(canonical.q("Country")).text = connector.country
         quantity = doc.find(f".//{canonical.q('Quantity')}")
-        quantity.text = str(Decimal(10 + serial % 990))  # type: ignore[union-attr]
+        quantity.text = str(Decimal(10 + serial % 990))
         rendered.append((number, mapping.to_national(etree.tostring(doc))))
     suffix = ".json" if mapping.format == "json" else ".xml"
     pattern = getattr(getattr(connector.transport, "rules", None), "pattern", "*")

@@ -50,9 +50,7 @@ def test_kenya_germany_chain_with_shortfall(
     assert genehmigung.findtext(f"{DE_NS}Ausstellungsdatum") == "02.03.2026"
     assert genehmigung.findtext(f"{DE_NS}Position/{DE_NS}Stoff") == "Morphin"
 
-    germany.send(
-        "BtM-AH-20260320.xml", sample("de-bfarm", "export-authorizations.xml")
-    )
+    germany.send("BtM-AH-20260320.xml", sample("de-bfarm", "export-authorizations.xml"))
     report = _pull(germany, engine)
     assert report.documents == 2
     assert "rejected" not in report.outcomes
@@ -92,11 +90,10 @@ def test_switzerland_over_rest(
         "CH-IA-2026-0311.json", sample("ch-swissmedic", "import-authorization.json")
     )
     report = _pull(switzerland, engine)
-    assert report.documents == 1 and "rejected" not in report.outcomes
+    assert report.documents == 1
+    assert "rejected" not in report.outcomes
 
-    germany.send(
-        "BtM-AH-20260324.xml", sample("de-bfarm", "export-authorizations.xml")
-    )
+    germany.send("BtM-AH-20260324.xml", sample("de-bfarm", "export-authorizations.xml"))
     _pull(germany, engine)
     push_report = _push(switzerland, engine)
     assert push_report.delivered == 1
@@ -153,7 +150,8 @@ def test_file_failing_mapping_is_quarantined_with_original(
     [finding] = result.findings
     assert finding.code == "MAPPING_FAILED"
     assert "KE-IA-bad.xml" in finding.message
-    assert "'XYZ'" in finding.message and "substances.csv" in finding.message
+    assert "'XYZ'" in finding.message
+    assert "substances.csv" in finding.message
     with store.read_transaction(engine) as conn:
         row = conn.execute(select(store.quarantine)).mappings().one()
     assert row["original"] == bad
