@@ -17,7 +17,11 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m i2es_hub.demo
+	AIRFLOW__CORE__LOAD_EXAMPLES=False $(BIN)/python -m i2es_hub.demo
+
+# The Airflow UI with the hub's DAGs on http://127.0.0.1:8080 (Ctrl-C stops it).
+up: $(STAMP)
+	AIRFLOW__CORE__LOAD_EXAMPLES=False $(BIN)/python -m i2es_hub.demo up
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
@@ -29,6 +33,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+	AIRFLOW__CORE__LOAD_EXAMPLES=False $(BIN)/python bench/dag_parse_bench.py
 
 clean:
 	rm -rf $(VENV) var bench/work

@@ -247,7 +247,7 @@ def report(systems: dict[str, Any], runner: Runner, dropped: float) -> str:
     if latencies:
         lines += [
             "",
-            f"Alert raised (endorsement stored) -> delivered: max {max(latencies):.1f} s "
+            f"Alert raised -> delivered: max {max(latencies):.1f} s "
             "(dag.test() runs the alert DAG at once; under the scheduler add its "
             "asset-trigger delay, a few seconds).",
         ]
