@@ -18,7 +18,8 @@ from i2es_hub import store
 from i2es_hub.canonical import DocType
 from i2es_hub.errors import ConflictError
 from i2es_hub.findings import Code, Finding
-from i2es_hub.ingest import ACTIVE_STATES, BatchWriter, DocRow, Pipeline
+from i2es_hub.ingest import Pipeline
+from i2es_hub.writer import ACTIVE_STATES, BatchWriter, DocRow
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,853 @@
+"""The commit stage of ingest: one write transaction per batch.
+
+:class:`BatchWriter` looks up what is stored (duplicate or amendment), applies the
+rules that compare with stored documents and the estimate ledger, and writes the
+document, its version, lines, audit trail, alerts and one outbox row per recipient
+together. Rejected input goes to quarantine with its original bytes in the same
+transaction. Operator steps (held decisions, expiry) reuse it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from lxml import etree
+from sqlalchemy import and_, bindparam, func, select, tuple_
+from sqlalchemy.engine import Connection
+
+from i2es_hub import canonical, store, xmlsafe
+from i2es_hub.canonical import DocType, Document
+from i2es_hub.findings import Code, Finding, Severity, is_rejecting
+from i2es_hub.ledger import Ledger
+from i2es_hub.reference import reference_for
+from i2es_hub.rules import (
+    StoredAuthorization,
+    endorsement_findings,
+    reference_findings,
+)
+from i2es_hub.submissions import Candidate, Identity, Result
+
+if TYPE_CHECKING:
+    from i2es_hub.ingest import Pipeline
+
+log = logging.getLogger(__name__)
+
+ACTIVE_STATES = ("accepted", "amended", "endorsed")
+
+
+@dataclass(slots=True)
+class DocRow:
+    """The stored state of a document that the commit stage works with."""
+
+    id: str
+    doc_type: str
+    issuer: str
+    number: str
+    state: str
+    version: int
+    content_hash: str
+    importer_country: str | None
+    exporter_country: str | None
+    ref_number: str | None = None
+    ref_country: str | None = None
+    linked_id: str | None = None
+    emergency: bool = False
+    authorization: StoredAuthorization | None = None
+    new: bool = False
+
+    @property
+    def identity(self) -> Identity:
+        """(issuer, type, number)."""
+        return (self.issuer, self.doc_type, self.number)
+
+
+def recipients_of(
+    doc_type: str, issuer: str, importer: str | None, exporter: str | None
+) -> list[str]:
+    """Who receives a document (DESIGN.md section 2), never its own issuer."""
+    if doc_type == DocType.IMPORT_AUTHORIZATION:
+        countries = [exporter]
+    elif doc_type in (DocType.EXPORT_AUTHORIZATION, DocType.EXPORT_DECLARATION):
+        countries = [importer]
+    elif doc_type == DocType.ENDORSEMENT:
+        countries = [exporter]
+    else:
+        countries = [importer, exporter]
+    return sorted({c for c in countries if c and c != issuer})
+
+
+class BatchWriter:
+    """One write transaction's worth of candidates."""
+
+    def __init__(
+        self, conn: Connection, pipeline: Pipeline, candidates: list[Candidate]
+    ) -> None:
+        self.conn = conn
+        self.pipeline = pipeline
+        self.candidates = candidates
+        self.now = store.utcnow()
+        self.known: dict[Identity, DocRow] = {}
+        self.by_id: dict[str, DocRow] = {}
+        self.drawn: dict[str, dict[str, Decimal]] = {}
+        self.rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.dirty: dict[str, dict[str, Any]] = {}
+        self.links: list[dict[str, Any]] = []
+        self.waiting_exports: dict[tuple[str, str], list[str]] = defaultdict(list)
+        references = pipeline.references
+        self.ledger = Ledger(
+            conn,
+            self.now,
+            lambda name, day: (
+                ref.substance(name) if (ref := reference_for(references, day)) else None
+            ),
+        )
+
+    # ----- lookups --------------------------------------------------------------
+
+    @staticmethod
+    def _wanted(docs: Iterable[Document]) -> set[Identity]:
+        wanted: set[Identity] = set()
+        for doc in docs:
+            wanted.add((doc.issuer, doc.doc_type.value, doc.number))
+            if doc.ref is not None:
+                ref = doc.ref
+                wanted.add((ref.country, ref.doc_type.value, ref.number))
+        return wanted
+
+    def load_identities(self, docs: Iterable[Document] | None = None) -> None:
+        """Load the stored rows of the batch's documents and of those they quote."""
+        if docs is None:
+            docs = [c.doc for c in self.candidates if c.doc is not None]
+        wanted = sorted(self._wanted(docs))
+        d = store.documents
+        for start in range(0, len(wanted), 400):
+            chunk = wanted[start : start + 400]
+            rows = self.conn.execute(
+                select(d).where(tuple_(d.c.issuer, d.c.doc_type, d.c.number).in_(chunk))
+            ).mappings()
+            for row in rows:
+                if row["id"] in self.by_id:
+                    continue
+                self.remember(
+                    DocRow(
+                        id=row["id"],
+                        doc_type=row["doc_type"],
+                        issuer=row["issuer"],
+                        number=row["number"],
+                        state=row["state"],
+                        version=row["version"],
+                        content_hash=row["content_hash"],
+                        importer_country=row["importer_country"],
+                        exporter_country=row["exporter_country"],
+                        ref_number=row["ref_number"],
+                        ref_country=row["ref_country"],
+                        linked_id=row["linked_id"],
+                        emergency=row["emergency"],
+                    )
+                )
+
+    def remember(self, row: DocRow) -> None:
+        """Make a stored (or newly stored) document known to the batch."""
+        self.known[row.identity] = row
+        self.by_id[row.id] = row
+
+    def authorization(self, row: DocRow) -> StoredAuthorization:
+        """The stored document behind ``row``, read from its canonical bytes."""
+        if row.authorization is None:
+            v = store.document_versions
+            data = self.conn.execute(
+                select(v.c.canonical).where(
+                    and_(v.c.document_id == row.id, v.c.version == row.version)
+                )
+            ).scalar_one()
+            doc = canonical.read_document(xmlsafe.parse(data))
+            lines = store.document_lines
+            bases = {
+                r.line_no: Decimal(r.base_grams or 0)
+                for r in self.conn.execute(
+                    select(lines.c.line_no, lines.c.base_grams).where(
+                        and_(
+                            lines.c.document_id == row.id,
+                            lines.c.version == row.version,
+                        )
+                    )
+                )
+            }
+            row.authorization = StoredAuthorization(row.id, doc, bases)
+        return row.authorization
+
+    def _drawn_on(self, ia_id: str) -> dict[str, Decimal]:
+        """Base grams per substance already exported under an import authorization."""
+        if ia_id not in self.drawn:
+            d, lines = store.documents, store.document_lines
+            query = (
+                select(lines.c.substance, func.sum(lines.c.base_grams))
+                .join(
+                    d,
+                    and_(d.c.id == lines.c.document_id, d.c.version == lines.c.version),
+                )
+                .where(
+                    d.c.linked_id == ia_id,
+                    d.c.doc_type == DocType.EXPORT_AUTHORIZATION.value,
+                    d.c.state.in_(ACTIVE_STATES),
+                )
+                .group_by(lines.c.substance)
+            )
+            self.drawn[ia_id] = {
+                s.lower(): Decimal(g or 0) for s, g in self.conn.execute(query)
+            }
+        return self.drawn[ia_id]
+
+    # ----- the run ----------------------------------------------------------------
+
+    def run(self) -> list[Result]:
+        """Check, store and route every candidate; one result each, in order."""
+        self.load_identities()
+        docs = [c.doc for c in self.candidates if c.doc is not None]
+        self.ledger.prepare(docs, self.ledger_documents(docs))
+        results = [self._one(c) for c in self.candidates]
+        self.flush()
+        return results
+
+    def _one(self, c: Candidate) -> Result:
+        sub = c.submission
+        if c.doc is None:
+            return self._reject(c, c.findings)
+        doc = c.doc
+        findings = list(c.findings)
+        if doc.issuer != sub.sender:
+            findings.append(
+                Finding.of(
+                    Code.SENDER_NOT_ISSUER,
+                    f"{doc.label}: submitted by {sub.sender} through {sub.channel}, "
+                    f"but issued by {doc.issuer}; a country may submit only its own "
+                    "documents",
+                )
+            )
+        if is_rejecting(findings):
+            return self._reject(c, findings)
+
+        existing = self.known.get(c.identity) if c.identity else None
+        digest = c.digest
+        if existing is not None and existing.content_hash == digest:
+            return Result(
+                "duplicate",
+                [
+                    Finding.of(
+                        Code.DUPLICATE,
+                        f"{doc.label}: same content as version {existing.version} "
+                        "received before; nothing changed",
+                    )
+                ],
+                sub.source,
+                doc.doc_type.value,
+                doc.issuer,
+                doc.number,
+                document_id=existing.id,
+            )
+        if existing is not None and existing.state in ("cancelled", "rejected"):
+            return self._reject(
+                c,
+                findings
+                + [
+                    Finding.of(
+                        Code.DOCUMENT_CLOSED,
+                        f"{doc.label}: is {existing.state}; a {existing.state} "
+                        "document cannot be amended (issue a new document number)",
+                    )
+                ],
+            )
+
+        findings += self._stateful(doc, c.bases, existing)
+        if is_rejecting(findings):
+            return self._reject(c, findings)
+        if existing is not None:
+            findings.append(
+                Finding.of(
+                    Code.AMENDED,
+                    f"{doc.label}: content differs from version {existing.version}; "
+                    f"stored as version {existing.version + 1}",
+                )
+            )
+        doc_id = existing.id if existing else store.new_id()
+        plan = self.ledger_plan(doc, doc_id, c.bases, existing)
+        findings += plan.findings
+        if is_rejecting(findings):
+            return self._reject(c, findings)
+        findings = self.pipeline.policy.apply(doc.issuer, findings)
+        held = any(f.severity == Severity.HOLD for f in findings)
+        result = self._store(c, findings, existing, digest, held, doc_id)
+        if not held:  # held documents have no effect on the ledger until released
+            self.ledger.execute(plan)
+        return result
+
+    # ----- the ledger ---------------------------------------------------------------
+
+    def ledger_documents(self, docs: list[Document]) -> set[str]:
+        """Stored documents whose holdings this batch may change."""
+        ids: set[str] = set()
+        for doc in docs:
+            row = self.known.get((doc.issuer, doc.doc_type.value, doc.number))
+            if row is not None:
+                ids.add(row.id)
+            if doc.ref is not None:
+                ref = doc.ref
+                target = self.known.get((ref.country, ref.doc_type.value, ref.number))
+                if target is not None:
+                    ids.add(target.id)
+        ias = [
+            (d.issuer, d.number)
+            for d in docs
+            if d.doc_type is DocType.IMPORT_AUTHORIZATION
+        ]
+        d = store.documents
+        for start in range(0, len(ias), 400):
+            chunk = ias[start : start + 400]
+            rows = self.conn.execute(
+                select(d.c.id, d.c.ref_country, d.c.ref_number)
+                .where(
+                    d.c.ref_type == DocType.IMPORT_AUTHORIZATION.value,
+                    tuple_(d.c.ref_country, d.c.ref_number).in_(chunk),
+                    d.c.linked_id.is_(None),
+                    d.c.state.in_(ACTIVE_STATES),
+                )
+                .order_by(d.c.created_at)
+            )
+            for waiting in rows:
+                key = (str(waiting.ref_country), str(waiting.ref_number))
+                self.waiting_exports[key].append(waiting.id)
+                ids.add(waiting.id)
+        return ids
+
+    def ledger_plan(
+        self,
+        doc: Document,
+        doc_id: str,
+        bases: dict[int, Decimal],
+        existing: DocRow | None,
+    ) -> Any:
+        """Check a document against the ledger; the plan applies if accepted."""
+        ref = doc.ref
+        target = (
+            self.known.get((ref.country, ref.doc_type.value, ref.number))
+            if ref
+            else None
+        )
+        target_id = None
+        if target is not None and (
+            doc.doc_type is not DocType.EXPORT_AUTHORIZATION
+            or target.state in ACTIVE_STATES
+        ):
+            target_id = target.id
+        if doc.doc_type is DocType.IMPORT_AUTHORIZATION:
+            waiting = list(self.waiting_exports.get((doc.issuer, doc.number), []))
+            waiting += [
+                row.id
+                for row in self.known.values()
+                if row.new
+                and row.doc_type == DocType.EXPORT_AUTHORIZATION.value
+                and row.ref_country == doc.issuer
+                and row.ref_number == doc.number
+                and row.linked_id is None
+                and row.id not in waiting
+            ]
+            self.ledger.waiting = {doc_id: waiting}
+        return self.ledger.plan(
+            doc, doc_id, bases, existing.id if existing else None, target_id
+        )
+
+    def _stateful(
+        self, doc: Document, bases: dict[int, Decimal], existing: DocRow | None
+    ) -> list[Finding]:
+        ref = doc.ref
+        if ref is None:
+            return []
+        target = self.known.get((ref.country, ref.doc_type.value, ref.number))
+        if doc.doc_type is DocType.EXPORT_AUTHORIZATION:
+            if doc.emergency:
+                return []
+            ia = (
+                self.authorization(target)
+                if target and target.state in ACTIVE_STATES
+                else None
+            )
+            drawn = dict(self._drawn_on(target.id)) if target else {}
+            if existing is not None and target and existing.linked_id == target.id:
+                # an amendment replaces its own earlier draw
+                previous = self.authorization(existing)
+                for substance, grams in previous.totals().items():
+                    drawn[substance] = drawn.get(substance, Decimal(0)) - grams
+            return reference_findings(doc, bases, ia, drawn)
+        if doc.doc_type is DocType.ENDORSEMENT:
+            ea = self.authorization(target) if target else None
+            findings = endorsement_findings(doc, bases, ea)
+            if target and target.state == "endorsed" and existing is None:
+                findings.append(
+                    Finding.of(
+                        Code.ALREADY_ENDORSED,
+                        f"{doc.label}: export authorization {ref.country}/"
+                        f"{ref.number} was endorsed before; this endorsement replaces "
+                        "the earlier one",
+                    )
+                )
+            return findings
+        if doc.doc_type is DocType.CANCELLATION:
+            if ref.country != doc.issuer:
+                return [
+                    Finding.of(
+                        Code.SENDER_NOT_ISSUER,
+                        f"{doc.label}: cancels {ref.doc_type.value} {ref.country}/"
+                        f"{ref.number}, issued by another country; a country may "
+                        "cancel only its own documents",
+                    )
+                ]
+            if target is None or target.state not in ACTIVE_STATES + ("held",):
+                state = target.state if target else "never received"
+                return [
+                    Finding.of(
+                        Code.CANCELLED_DOCUMENT_NOT_FOUND,
+                        f"{doc.label}: {ref.doc_type.value} {ref.country}/{ref.number} "
+                        f"cannot be cancelled ({state}); check the type and number",
+                    )
+                ]
+        return []
+
+    # ----- writing ------------------------------------------------------------------
+
+    def _reject(self, c: Candidate, findings: list[Finding]) -> Result:
+        sub = c.submission
+        digest = hashlib.sha256(c.original).hexdigest()
+        q = store.quarantine
+        quarantine_id = self.conn.execute(
+            select(q.c.id).where(
+                q.c.sender == sub.sender,
+                q.c.content_hash == digest,
+                q.c.state == "quarantined",
+            )
+        ).scalar()
+        pending = next(
+            (
+                r["id"]
+                for r in self.rows["quarantine"]
+                if r["sender"] == sub.sender and r["content_hash"] == digest
+            ),
+            None,
+        )
+        quarantine_id = quarantine_id or pending
+        hint = c.identity or (
+            (c.identity_hint[1], c.identity_hint[0], c.identity_hint[2])
+            if c.identity_hint
+            else None
+        )
+        doc_type = hint[1] if hint else None
+        issuer = hint[0] if hint else None
+        number = hint[2] if hint else None
+        if quarantine_id is None:
+            quarantine_id = store.new_id()
+            self.rows["quarantine"].append(
+                {
+                    "id": quarantine_id,
+                    "received_at": self.now,
+                    "sender": sub.sender,
+                    "channel": sub.channel,
+                    "source": sub.source[:512],
+                    "content_hash": digest,
+                    "original": c.original,
+                    "findings": [f.to_dict() for f in findings],
+                    "doc_type": doc_type,
+                    "issuer": (issuer or "")[:8] or None,
+                    "number": (number or "")[:128] or None,
+                    "state": "quarantined",
+                    "replayed_at": None,
+                }
+            )
+            self.rows["audit"].append(
+                {
+                    "at": self.now,
+                    "document_id": None,
+                    "version": None,
+                    "from_state": "received",
+                    "to_state": "rejected",
+                    "actor": f"{sub.sender}/{sub.channel}",
+                    "reason": _codes(findings, f"quarantine {quarantine_id}"),
+                }
+            )
+        return Result(
+            "rejected",
+            findings,
+            sub.source,
+            doc_type,
+            issuer,
+            number,
+            quarantine_id=quarantine_id,
+        )
+
+    def _store(
+        self,
+        c: Candidate,
+        findings: list[Finding],
+        existing: DocRow | None,
+        digest: str,
+        held: bool,
+        doc_id: str,
+    ) -> Result:
+        doc = c.doc
+        assert doc is not None
+        sub = c.submission
+        state = "held" if held else "accepted"
+        version = existing.version + 1 if existing else 1
+        ref = doc.ref
+        target = (
+            self.known.get((ref.country, ref.doc_type.value, ref.number))
+            if ref
+            else None
+        )
+        values: dict[str, Any] = {
+            "state": state,
+            "version": version,
+            "content_hash": digest,
+            "issue_date": doc.issue_date,
+            "validity_from": doc.validity_from,
+            "validity_until": doc.validity_until,
+            "importer_country": doc.importing_country,
+            "exporter_country": doc.exporting_country,
+            "ref_type": ref.doc_type.value if ref else None,
+            "ref_number": ref.number if ref else None,
+            "ref_country": ref.country if ref else None,
+            "linked_id": target.id if target else None,
+            "emergency": doc.emergency,
+            "sender": sub.sender,
+            "channel": sub.channel,
+            "updated_at": self.now,
+        }
+        if existing is None:
+            row = DocRow(
+                doc_id,
+                doc.doc_type.value,
+                doc.issuer,
+                doc.number,
+                state,
+                version,
+                digest,
+                doc.importing_country,
+                doc.exporting_country,
+                values["ref_number"],
+                values["ref_country"],
+                values["linked_id"],
+                doc.emergency,
+                new=True,
+            )
+            self.remember(row)
+            self.rows["documents"].append(
+                {
+                    "id": doc_id,
+                    "doc_type": doc.doc_type.value,
+                    "issuer": doc.issuer,
+                    "number": doc.number,
+                    "created_at": self.now,
+                    **values,
+                }
+            )
+        else:
+            row = existing
+            row.state, row.version, row.content_hash = state, version, digest
+            row.linked_id = values["linked_id"]
+            self._change(row, values)
+        row.authorization = StoredAuthorization(doc_id, doc, c.bases)
+        if doc.doc_type is DocType.EXPORT_AUTHORIZATION and target is not None:
+            self.drawn.pop(target.id, None)  # recomputed with this draw in it
+
+        message_id = store.new_id()
+        self.rows["document_versions"].append(
+            {
+                "document_id": doc_id,
+                "version": version,
+                "message_id": message_id,
+                "content_hash": digest,
+                "outcome": "amended" if existing else state,
+                "original": c.original,
+                "canonical": c.canonical,
+                "findings": [f.to_dict() for f in findings],
+                "sender": sub.sender,
+                "channel": sub.channel,
+                "source": sub.source[:512],
+                "received_at": self.now,
+            }
+        )
+        for line in doc.lines:
+            self.rows["document_lines"].append(
+                {
+                    "document_id": doc_id,
+                    "version": version,
+                    "line_no": line.number,
+                    "substance": line.substance.lower(),
+                    "form": line.form.lower(),
+                    "quantity": line.quantity,
+                    "unit": line.unit,
+                    "base_grams": c.bases.get(line.number),
+                }
+            )
+        actor = f"{sub.sender}/{sub.channel}"
+        self._audit(
+            doc_id,
+            version,
+            existing.state if existing else "received",
+            state,
+            actor,
+            _codes(findings),
+        )
+        if existing is not None and not held:
+            self._audit(
+                doc_id,
+                version - 1,
+                "accepted",
+                "amended",
+                actor,
+                f"superseded by version {version}",
+            )
+
+        recipients: list[str] = []
+        if not held:
+            recipients = self.route(doc, doc_id, version, target, findings, actor)
+            if doc.doc_type is DocType.IMPORT_AUTHORIZATION and existing is None:
+                self.links.append(
+                    {"b_ia": doc_id, "b_country": doc.issuer, "b_number": doc.number}
+                )
+        outcome = "held" if held else ("amended" if existing else "accepted")
+        return Result(
+            outcome,
+            findings,
+            sub.source,
+            doc.doc_type.value,
+            doc.issuer,
+            doc.number,
+            recipients,
+            message_id,
+            doc_id,
+        )
+
+    def route(
+        self,
+        doc: Document,
+        doc_id: str,
+        version: int,
+        target: DocRow | None,
+        findings: list[Finding],
+        actor: str,
+    ) -> list[str]:
+        """Outbox rows for the document and its alerts; state changes it causes."""
+        if doc.doc_type is DocType.CANCELLATION and target is not None:
+            recipients = recipients_of(
+                target.doc_type,
+                target.issuer,
+                target.importer_country,
+                target.exporter_country,
+            )
+            self.transition(target, "cancelled", actor, f"cancelled by {doc.number}")
+            self.ledger.close(target.id, target.doc_type)
+        else:
+            recipients = recipients_of(
+                doc.doc_type.value,
+                doc.issuer,
+                doc.importing_country,
+                doc.exporting_country,
+            )
+        if (
+            doc.doc_type is DocType.ENDORSEMENT
+            and target is not None
+            and target.state != "endorsed"
+        ):
+            self.transition(target, "endorsed", actor, f"endorsed by {doc.number}")
+        for country in recipients:
+            self._deliver(country, "document", doc_id=doc_id, version=version)
+        alerted = set(recipients)
+        for f in findings:
+            alert_to = self._alert_country(doc, f)
+            if alert_to is None:
+                continue
+            self.alert(doc, doc_id, f, alert_to)
+            alerted.add(alert_to)
+        return sorted(alerted)
+
+    @staticmethod
+    def _alert_country(doc: Document, f: Finding) -> str | None:
+        if f.severity == Severity.ALERT:
+            return doc.exporting_country
+        if (
+            f.code in (Code.EXCESS_ESTIMATE, Code.EXCESS_ASSESSMENT)
+            and doc.doc_type is DocType.EXPORT_AUTHORIZATION
+        ):
+            # the exporter learns at once that the importer's balance is exceeded
+            return doc.exporting_country
+        return None
+
+    def alert(self, doc: Document, doc_id: str, f: Finding, country: str) -> None:
+        """Store an alert for ``country`` and put it in the outbox."""
+        alert_id = store.new_id()
+        payload = render_alert(alert_id, f, country, doc, self.now)
+        self.rows["alerts"].append(
+            {
+                "id": alert_id,
+                "code": f.code,
+                "country": country,
+                "document_id": doc_id,
+                "line_no": f.line,
+                "message": f.message,
+                "figures": f.figures,
+                "payload": payload,
+                "created_at": self.now,
+            }
+        )
+        self._deliver(country, "alert", alert_id=alert_id)
+
+    def _deliver(
+        self,
+        country: str,
+        kind: str,
+        *,
+        doc_id: str | None = None,
+        version: int | None = None,
+        alert_id: str | None = None,
+    ) -> None:
+        self.rows["deliveries"].append(
+            {
+                "id": store.new_id(),
+                "recipient": country,
+                "kind": kind,
+                "document_id": doc_id,
+                "version": version,
+                "alert_id": alert_id,
+                "state": "pending",
+                "attempts": 0,
+                "next_attempt_at": self.now,
+                "last_error": None,
+                "created_at": self.now,
+                "updated_at": self.now,
+                "delivered_at": None,
+                "acknowledged_at": None,
+            }
+        )
+
+    def transition(self, row: DocRow, state: str, actor: str, reason: str) -> None:
+        """Move a document to ``state``, with its audit record."""
+        self._audit(row.id, row.version, row.state, state, actor, reason)
+        row.state = state
+        self._change(row, {"state": state, "updated_at": self.now})
+
+    def _change(self, row: DocRow, values: dict[str, Any]) -> None:
+        if row.new:
+            pending = next(r for r in self.rows["documents"] if r["id"] == row.id)
+            pending.update(values)
+        else:
+            self.dirty.setdefault(row.id, {}).update(values)
+
+    def _audit(
+        self,
+        doc_id: str | None,
+        version: int | None,
+        from_state: str | None,
+        to_state: str,
+        actor: str,
+        reason: str,
+    ) -> None:
+        self.rows["audit"].append(
+            {
+                "at": self.now,
+                "document_id": doc_id,
+                "version": version,
+                "from_state": from_state,
+                "to_state": to_state,
+                "actor": actor[:128],
+                "reason": reason[:512],
+            }
+        )
+
+    def flush(self) -> None:
+        """Write everything the batch decided, in a few multi-row statements."""
+        tables = (
+            "documents",
+            "document_versions",
+            "document_lines",
+            "audit",
+            "alerts",
+            "deliveries",
+            "quarantine",
+        )
+        for name in tables:
+            rows = self.rows.get(name)
+            if rows:
+                self.conn.execute(store.metadata.tables[name].insert(), rows)
+        d = store.documents
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        for doc_id, values in self.dirty.items():
+            by_columns[tuple(sorted(values))].append(
+                {"b_id": doc_id, **{f"b_{k}": v for k, v in values.items()}}
+            )
+        for columns, rows in by_columns.items():
+            self.conn.execute(
+                d.update()
+                .where(d.c.id == bindparam("b_id"))
+                .values({c: bindparam(f"b_{c}") for c in columns}),
+                rows,
+            )
+        if self.links:
+            # Export authorizations that arrived before the import authorization
+            # they quote are linked now.
+            self.conn.execute(
+                d.update()
+                .where(
+                    d.c.ref_type == DocType.IMPORT_AUTHORIZATION.value,
+                    d.c.ref_country == bindparam("b_country"),
+                    d.c.ref_number == bindparam("b_number"),
+                    d.c.linked_id.is_(None),
+                )
+                .values(linked_id=bindparam("b_ia")),
+                self.links,
+            )
+        self.ledger.flush()
+
+
+def _codes(findings: Sequence[Finding], extra: str = "") -> str:
+    codes = ",".join(sorted({f.code for f in findings}))
+    return f"{codes}; {extra}" if extra and codes else (codes or extra)
+
+
+def render_alert(
+    alert_id: str, f: Finding, country: str, doc: Document, at: Any
+) -> bytes:
+    """The canonical Alert message for a finding, addressed to ``country``."""
+    root = etree.Element(canonical.q("Alert"), nsmap={None: canonical.NS})
+    root.set("schemaVersion", canonical.SCHEMA_VERSION)
+
+    def add(parent: etree._Element, name: str, text: str) -> etree._Element:
+        el = etree.SubElement(parent, canonical.q(name))
+        el.text = text
+        return el
+
+    add(root, "AlertId", alert_id)
+    add(root, "Code", f.code)
+    add(root, "Severity", f.severity)
+    add(root, "Issued", at.isoformat(timespec="seconds"))
+    add(root, "Country", country)
+    ref = etree.SubElement(root, canonical.q("Document"))
+    add(ref, "Type", doc.doc_type.value)
+    add(ref, "Number", doc.number)
+    add(ref, "IssuingCountry", doc.issuer)
+    if f.line:
+        add(root, "Line", str(f.line))
+    add(root, "Message", f.message)
+    for name, value in (f.figures or {}).items():
+        try:
+            Decimal(str(value))
+        except ArithmeticError:
+            continue
+        fig = add(root, "Figure", str(value))
+        fig.set("name", name)
+        fig.set("unit", "g")
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
