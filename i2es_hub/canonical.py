@@ -374,7 +374,10 @@ def content_hash(element: etree._Element) -> str:
 
     Equal digests mean a duplicate; layout and namespace prefixes do not count.
     """
-    return hashlib.sha256(etree.tostring(element, method="c14n")).hexdigest()
+    # Exclusive C14N: inclusive C14N of a batch child adds xmlns="" to some of its
+    # descendants, so the same document alone and in a batch would differ.
+    canonical_form = etree.tostring(element, method="c14n", exclusive=True)
+    return hashlib.sha256(canonical_form).hexdigest()
 
 
 def identity_of(root: etree._Element) -> tuple[str, str, str] | None:

@@ -229,3 +229,9 @@ def test_rendered_delivery_carries_the_warnings_with_the_document(engine, exampl
     assert delivery["id"] in message.filename
     assert b'code="IMPORT_AUTHORIZATION_NOT_FOUND"' in message.data
     assert b"<DocumentNumber>DE-EA-2026-7781</DocumentNumber>" in message.data
+
+
+def test_same_document_alone_and_in_a_batch_is_a_duplicate(engine, example):
+    one(engine, example["import-authorization"], "KE")
+    [again] = ingest(engine, batch(example["import-authorization"]), "KE")
+    assert again.outcome == "duplicate"
