@@ -83,7 +83,10 @@ def national_systems(work: Path) -> Iterator[dict[str, Any]]:
     """Start the three sample national systems; credentials go to AIRFLOW_CONN_*."""
     from i2es_hub.simulators.national import national_system
 
+    saved = dict(os.environ)
     with contextlib.ExitStack() as stack:
+        # Whatever this sets (connections, connectors folder) is undone on exit.
+        stack.callback(lambda: (os.environ.clear(), os.environ.update(saved)))
         systems = {
             name: stack.enter_context(national_system(name, work / "national"))
             for name in CONNECTORS
@@ -107,10 +110,13 @@ def national_systems(work: Path) -> Iterator[dict[str, Any]]:
 class Runner:
     """Runs the hub's DAGs with ``dag.test()``, and the alert DAG on asset events."""
 
-    def __init__(self) -> None:
+    def __init__(self, dags_folder: Path | None = None) -> None:
         from airflow.dag_processing.dagbag import DagBag
 
-        dags_folder = orchestration.REPO_ROOT / "dags"
+        dags_folder = dags_folder or Path(
+            os.environ.get("AIRFLOW__CORE__DAGS_FOLDER")
+            or orchestration.REPO_ROOT / "dags"
+        )
         orchestration.sync_connector_modules(dags_folder)
         self.bag = DagBag(str(dags_folder))
         if self.bag.import_errors:
