@@ -235,3 +235,36 @@ def test_same_document_alone_and_in_a_batch_is_a_duplicate(engine, example):
     one(engine, example["import-authorization"], "KE")
     [again] = ingest(engine, batch(example["import-authorization"]), "KE")
     assert again.outcome == "duplicate"
+
+
+def test_connector_input_replays_through_its_mapping(engine):
+    from i2es_hub.connectors import load_connectors
+    from i2es_hub.estimates import load_prohibitions, parse_prohibitions
+    from i2es_hub.mapping import compile_mapping
+    from tests.conftest import ROOT
+
+    national = (ROOT / "mappings/ke/samples/import-authorization.xml").read_bytes()
+    connector = next(c for c in load_connectors().values() if c.country == "KE")
+    canonical_bytes = compile_mapping(connector.mapping).to_canonical(national, "p.xml")
+    with store.write_transaction(engine) as conn:
+        load_prohibitions(
+            conn,
+            parse_prohibitions(
+                "country,substance,since\nKE,morphine,2020-01-01\n", "test"
+            ),
+        )
+    [first] = Pipeline(engine).ingest(
+        [Submission(canonical_bytes, "KE", connector.name, "p.xml", original=national)]
+    )
+    assert first.outcome == "rejected" and codes(first) == {"IMPORT_PROHIBITED"}
+    with engine.connect() as conn:
+        kept = conn.execute(select(store.quarantine.c.original)).scalar_one()
+    assert kept == national  # the national bytes, as received
+
+    # replayed through the mapping again: the same rule, not a schema error
+    [(_, again)] = replay(engine, None)
+    assert codes(again) == {"IMPORT_PROHIBITED"}
+    with store.write_transaction(engine) as conn:  # the operator lifts the cause
+        conn.execute(store.prohibitions.delete())
+    [(_, fixed)] = replay(engine, None)
+    assert fixed.outcome == "accepted" and fixed.deliveries == ["DE"]
