@@ -8,8 +8,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from i2es_hub import outbox, store
-from i2es_hub.ingest import Pipeline, Result, Submission
 from i2es_hub.db import store_reference
+from i2es_hub.ingest import Pipeline, Result, Submission
 from i2es_hub.quarantine import replay
 from i2es_hub.reference import BUILTIN_REFERENCE, parse_reference
 from tests.conftest import GENEROUS_ESTIMATES, set_estimates

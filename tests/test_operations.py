@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from i2es_hub import outbox, store
+from i2es_hub import outbox
 from i2es_hub.errors import ConflictError
 from i2es_hub.ingest import Pipeline, Submission
 from i2es_hub.operations import expire, reject_held, release_held
 from i2es_hub.policy import Policy
 from i2es_hub.reconcile import reconcile
 from tests.conftest import EXAMPLES
-from tests.test_ingest import codes, one
+from tests.test_ingest import one
 from tests.test_ledger import balance, ea, en, estimate, ia
 
 
