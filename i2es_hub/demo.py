@@ -320,8 +320,16 @@ def up(work: Path = WORK / "up", api_port: int = 8080) -> int:
     return 0
 
 
+SCHEDULER = ["scheduler", "--skip-serve-logs"]
+DAG_PROCESSOR = ["dag-processor"]
+TRIGGERER = ["triggerer", "--skip-serve-logs"]
+API_SERVER = ["api-server", "--host", "127.0.0.1", "--workers", "1"]
+
+
 @contextlib.contextmanager
-def airflow_components(env: dict[str, str]) -> Iterator[list[subprocess.Popen[bytes]]]:
+def airflow_components(
+    env: dict[str, str], commands: list[list[str]] | None = None
+) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Start what ``airflow standalone`` starts, bound to loopback; stop it after.
 
     The scheduler and triggerer run with ``--skip-serve-logs``: Airflow's log
@@ -330,12 +338,8 @@ def airflow_components(env: dict[str, str]) -> Iterator[list[subprocess.Popen[by
     """
     airflow = str(Path(sys.executable).with_name("airflow"))
     port = env["AIRFLOW__API__PORT"]
-    commands = [
-        ["scheduler", "--skip-serve-logs"],
-        ["dag-processor"],
-        ["triggerer", "--skip-serve-logs"],
-        ["api-server", "--host", "127.0.0.1", "--port", port, "--workers", "1"],
-    ]
+    commands = commands or [SCHEDULER, DAG_PROCESSOR, TRIGGERER, API_SERVER]
+    commands = [[*c, "--port", port] if c[0] == "api-server" else c for c in commands]
     logs = Path(env["AIRFLOW_HOME"]) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen[bytes]] = []
