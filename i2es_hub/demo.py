@@ -264,7 +264,7 @@ def report(systems: dict[str, Any], runner: Runner, dropped: float) -> str:
         f"  Airflow home     {os.environ['AIRFLOW_HOME']}",
         "  the UI           make up  (then http://127.0.0.1:8080)",
         "  operations       docs/operations.md",
-        "  outbox           .venv/bin/i2es-hub outbox list  (with the same",
+        "  outbox           .venv/bin/i2es-hub outbox list --to DE  (with the same",
         "                   I2ES_HUB_DATABASE_URL)",
     ]
     return "\n".join(lines)
