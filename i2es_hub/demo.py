@@ -78,6 +78,11 @@ def migrate_airflow() -> None:
     log.info("Airflow database migrated in %.0f s", time.monotonic() - started)
 
 
+def _restore_environ(saved: dict[str, str]) -> None:
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @contextlib.contextmanager
 def national_systems(work: Path) -> Iterator[dict[str, Any]]:
     """Start the three sample national systems; credentials go to AIRFLOW_CONN_*."""
@@ -86,7 +91,7 @@ def national_systems(work: Path) -> Iterator[dict[str, Any]]:
     saved = dict(os.environ)
     with contextlib.ExitStack() as stack:
         # Whatever this sets (connections, connectors folder) is undone on exit.
-        stack.callback(lambda: (os.environ.clear(), os.environ.update(saved)))
+        stack.callback(_restore_environ, saved)
         systems = {
             name: stack.enter_context(national_system(name, work / "national"))
             for name in CONNECTORS

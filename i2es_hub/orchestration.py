@@ -767,7 +767,7 @@ def housekeeping_dags() -> dict[str, Any]:
     from airflow.sdk import DAG, task
 
     dags: dict[str, Any] = {}
-    common = {
+    common: dict[str, Any] = {
         "start_date": START_DATE,
         "catchup": False,
         "max_active_runs": 1,
