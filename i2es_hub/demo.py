@@ -310,6 +310,9 @@ def up(work: Path = WORK / "up", api_port: int = 8080) -> int:
     db.upgrade(store.get_engine())
     orchestration.sync_connector_modules(orchestration.REPO_ROOT / "dags")
     migrate_airflow()
+    # Ctrl-C or SIGTERM (also when run in the background) stops every component.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with airflow_components(dict(os.environ)) as procs:
         passwords = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
         print(
@@ -322,6 +325,7 @@ def up(work: Path = WORK / "up", api_port: int = 8080) -> int:
                 time.sleep(1)
         except KeyboardInterrupt:
             pass
+    print("stopped every Airflow component")
     return 0
 
 
