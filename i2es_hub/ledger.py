@@ -342,9 +342,12 @@ class Ledger:
     def _check(
         self, doc: Document, substance: str, line: int, year: int, demand: Decimal
     ) -> list[Finding]:
-        """EXCESS_ESTIMATE / EXCESS_ASSESSMENT / NO_ESTIMATE for a new demand."""
-        if demand <= ZERO:
-            return []
+        """EXCESS_ESTIMATE / EXCESS_ASSESSMENT / NO_ESTIMATE for a new demand.
+
+        The comparison is ``new demand > available`` even when the new demand is
+        zero: a document that draws on a balance already exceeded is flagged too.
+        """
+        demand = max(demand, ZERO)
         country = doc.importing_country or ""
         info = (
             self.substance_of(substance, doc.issue_date) if self.substance_of else None

@@ -203,9 +203,24 @@ def test_amendment_replaces_the_effect_and_only_an_increase_is_checked(engine, e
         f.message for f in up.findings if f.code == "EXCESS_ESTIMATE"
     )
     assert balance(engine) == (1100, 1200, 0, -100)
+    # a decrease is no new demand, but the balance it starts from is exceeded
     down = one(engine, ia(example, 800), "KE")
-    assert codes(down) == {"AMENDED"}
+    assert codes(down) == {"AMENDED", "EXCESS_ESTIMATE"}
     assert balance(engine) == (1100, 800, 0, 300)
+    lower = one(engine, ia(example, 700), "KE")
+    assert codes(lower) == {"AMENDED"}
+    assert balance(engine) == (1100, 700, 0, 400)
+
+
+def test_export_drawing_on_an_import_beyond_the_balance_is_flagged(engine, example):
+    estimate(engine, 500)
+    one(engine, ia(example, 1000), "KE")  # 500 g beyond the estimate
+    r = one(engine, ea(example, 600), "DE")  # no new demand: drawn from the import
+    assert codes(r) == {"EXCESS_ESTIMATE"}
+    assert "0.000 g base exceeds" in r.findings[0].message
+    assert "available -500" in r.findings[0].message
+    assert r.deliveries == ["DE", "KE"]  # the exporter sees it at once
+    assert balance(engine) == (500, 1000, 0, -500)
 
 
 def test_export_amendment_redraws_from_its_import(engine, example):
