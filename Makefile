@@ -32,8 +32,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/python -m bench
-	AIRFLOW__CORE__LOAD_EXAMPLES=False $(BIN)/python bench/dag_parse_bench.py
+	AIRFLOW__CORE__LOAD_EXAMPLES=False $(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) var bench/work

@@ -345,6 +345,23 @@ def outbox_list(recipient: str, state: str | None, limit: int, as_json: bool) ->
     click.echo(f"{len(rows)} deliveries to {recipient.upper()}", err=True)
 
 
+@outbox_group.command("replay")
+@click.argument("ids", nargs=-1)
+@click.option(
+    "--to", "recipient", metavar="COUNTRY", help="Only deliveries to this country."
+)
+def outbox_replay(ids: tuple[str, ...], recipient: str | None) -> None:
+    """Make failed (parked) deliveries pending again; the next push retries them."""
+    with store.write_transaction(_engine()) as conn:
+        count = outbox.replay_failed(
+            conn,
+            store.utcnow(),
+            recipient=recipient.upper() if recipient else None,
+            ids=list(ids) or None,
+        )
+    click.echo(f"{count} failed deliveries are pending again")
+
+
 # ----- quarantine ----------------------------------------------------------------
 
 

@@ -145,7 +145,7 @@ def pull(
                     report.fetch_errors.append(f"{fetched.file.name}: {fetched.error}")
                     continue
                 taken.append(fetched.file)
-                yield from _candidates(
+                yield from prepare_file(
                     connector,
                     mapping,
                     pipeline,
@@ -164,7 +164,7 @@ def pull(
     return report
 
 
-def _candidates(
+def prepare_file(
     connector: Connector,
     mapping: CountryMapping,
     pipeline: Pipeline,

@@ -255,7 +255,7 @@ def ingest_batch(
     candidates = (
         c
         for f in taken
-        for c in exchange._candidates(
+        for c in exchange.prepare_file(
             connector, mapping, pipeline, f.file.name, f.data, pull_report
         )
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from i2es_hub import outbox
+from i2es_hub import outbox, store
 from i2es_hub.errors import ConflictError
 from i2es_hub.ingest import Pipeline, Submission
 from i2es_hub.operations import expire, reject_held, release_held
@@ -161,3 +161,21 @@ def test_ledger_commands_end_to_end(hub, tmp_path: Path):
     assert "morphine" in text and "752.000" in text
     r = hub("expire", "--as-of", "2026-12-31", check=True)
     assert "expired 1 import and 0 export authorizations" in r.stdout
+
+
+def test_failed_delivery_is_replayed_from_the_cli(hub):
+    hub("db", "upgrade", check=True)
+    hub(
+        "ingest", "--from", "KE", str(EXAMPLES / "import-authorization.xml"), check=True
+    )
+    engine = store.get_engine(hub.env["I2ES_HUB_DATABASE_URL"])
+    with store.write_transaction(engine) as conn:
+        [delivery] = outbox.due(conn, "DE", store.utcnow())
+        state = outbox.mark_failed_attempt(
+            conn, delivery, "DE inbox refused: 403", store.utcnow(), retriable=False
+        )
+    assert state == "failed"
+    r = hub("outbox", "replay", "--to", "DE", check=True)
+    assert "1 failed deliveries are pending again" in r.stdout
+    listed = json.loads(hub("outbox", "list", "--to", "DE", "--json").stdout)
+    assert [d["state"] for d in listed] == ["pending"]

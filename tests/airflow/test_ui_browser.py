@@ -4,8 +4,8 @@ The API server runs from the session's Airflow home with the hub's DAGs written 
 its database by ``airflow dags reserialize``. The login is the simple auth
 manager's: the generated admin password is read from the file it writes, traded
 for a token at ``/auth/token`` (what the login page does), and the token is set as
-the UI's cookie over the DevTools protocol. A screenshot goes to
-docs/airflow-ui.png.
+the UI's cookie over the DevTools protocol. The screenshot goes to the test's
+temporary folder; set I2ES_HUB_UPDATE_SCREENSHOT=1 to refresh docs/airflow-ui.png.
 """
 
 from __future__ import annotations
@@ -147,10 +147,12 @@ def test_ui_lists_the_hub_dags(airflow_home: Path, dags_folder: Path) -> None:
                     break
                 time.sleep(1)
             shot = tools.call("Page.captureScreenshot", format="png")
-            (ROOT / "docs").mkdir(exist_ok=True)
-            (ROOT / "docs" / "airflow-ui.png").write_bytes(
-                base64.b64decode(shot["data"])
+            target = (
+                ROOT / "docs" / "airflow-ui.png"
+                if os.environ.get("I2ES_HUB_UPDATE_SCREENSHOT") == "1"
+                else Path(tempfile.gettempdir()) / "i2es-airflow-ui.png"
             )
+            target.write_bytes(base64.b64decode(shot["data"]))
             tools.ws.close()
         finally:
             browser.terminate()
