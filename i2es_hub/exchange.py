@@ -19,8 +19,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -28,7 +29,7 @@ from sqlalchemy.engine import Engine
 from i2es_hub import outbox, store
 from i2es_hub.connections import ConnectionInfo
 from i2es_hub.connectors import Connector
-from i2es_hub.errors import TransportError
+from i2es_hub.errors import HubError, TransportError
 from i2es_hub.findings import Finding
 from i2es_hub.ingest import Candidate, Pipeline, Result, Submission
 from i2es_hub.mapping import CountryMapping, MappingError, compile_mapping
@@ -294,3 +295,32 @@ def push(
 
 
 __all__ = ["PullReport", "PushReport", "pull", "push"]
+
+
+def push_now(
+    countries: Iterable[str], engine: Engine, folder: Path | None = None
+) -> list[PushReport]:
+    """Push the outbox of each country that has a connector, at once.
+
+    Used when a document raised an alert outside a scheduled run (an upload to the
+    hub's API): the exporter learns of a shortfall within seconds instead of at its
+    connector's next run. Countries without a connector read the hub's inbox
+    instead. A failure is logged and left to the scheduled push, which retries.
+    """
+    from i2es_hub.connectors import load_connectors
+
+    by_country = {c.country: c for c in load_connectors(folder).values()}
+    reports = []
+    for country in sorted(set(countries)):
+        connector = by_country.get(country)
+        if connector is None:
+            continue
+        try:
+            reports.append(push(connector, engine))
+        except (HubError, OSError) as exc:
+            log.warning(
+                "%s: immediate push failed (%s); the scheduled push will retry",
+                connector.name,
+                exc,
+            )
+    return reports

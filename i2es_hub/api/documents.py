@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, BackgroundTasks, Header, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy import select
@@ -113,6 +113,28 @@ def _answer(result: dict[str, Any], caller: Caller) -> JSONResponse:
 # ----- upload -----------------------------------------------------------------------
 
 
+ALERTING = {
+    Code.SHORTFALL,
+    Code.EXCESS_RECEIPT,
+    Code.EXCESS_ESTIMATE,
+    Code.EXCESS_ASSESSMENT,
+}
+
+
+def _push_alerts(
+    request: Request, tasks: BackgroundTasks, results: Iterable[dict[str, Any]]
+) -> None:
+    """After the answer, push to alerted countries that have a connector."""
+    countries: set[str] = set()
+    for result in results:
+        if any(f["code"] in ALERTING for f in result.get("findings", [])):
+            countries.update(result.get("deliveries", []))
+    if countries:
+        from i2es_hub.exchange import push_now
+
+        tasks.add_task(push_now, countries, request.app.state.engine)
+
+
 def _ingest_one(
     request: Request, caller: Caller, body: Body, source: str
 ) -> dict[str, Any]:
@@ -176,6 +198,7 @@ def _idempotent(
 async def post_document(
     request: Request,
     caller: CallerDep,
+    tasks: BackgroundTasks,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -201,6 +224,7 @@ async def post_document(
     else:
         source = f"api request {store.new_id()}"
         result = await run_in_threadpool(_ingest_one, request, caller, body, source)
+    _push_alerts(request, tasks, [result])
     return _answer(result, caller)
 
 
@@ -260,7 +284,9 @@ def _batch_results(request: Request, caller: Caller, body: Body) -> Iterator[str
         }
     },
 )
-async def post_batch(request: Request, caller: CallerDep) -> Any:
+async def post_batch(
+    request: Request, caller: CallerDep, tasks: BackgroundTasks
+) -> Any:
     """Ingest a ``<Batch>`` of documents, with a result per document.
 
     Ask for ``Accept: application/x-ndjson`` to have results streamed as each
@@ -268,11 +294,29 @@ async def post_batch(request: Request, caller: CallerDep) -> Any:
     otherwise the answer is one JSON list once all are stored.
     """
     body = await read_body(request, MAX_BATCH_BYTES, spool_over=_document_limit())
-    lines = _batch_results(request, caller, body)
+    alerting: list[dict[str, Any]] = []
+
+    def lines() -> Iterator[str]:
+        for line in _batch_results(request, caller, body):
+            result = json.loads(line)
+            if any(f["code"] in ALERTING for f in result.get("findings", [])):
+                alerting.append(result)
+            yield line
+
+    # The push reads ``alerting`` once the whole answer has been sent.
+    tasks.add_task(_push_after, request, alerting)
     if NDJSON in request.headers.get("accept", ""):
-        return StreamingResponse(lines, media_type=NDJSON)
-    collected = await run_in_threadpool(list, lines)
-    return JSONResponse([json.loads(line) for line in collected])
+        return StreamingResponse(lines(), media_type=NDJSON, background=tasks)
+    collected = await run_in_threadpool(list, lines())
+    return JSONResponse([json.loads(line) for line in collected], background=tasks)
+
+
+def _push_after(request: Request, results: list[dict[str, Any]]) -> None:
+    countries = {c for r in results for c in r.get("deliveries", [])}
+    if countries:
+        from i2es_hub.exchange import push_now
+
+        push_now(countries, request.app.state.engine)
 
 
 # ----- validate ---------------------------------------------------------------------
