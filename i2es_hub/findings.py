@@ -8,7 +8,7 @@ routed to the country concerned as its own message.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -117,7 +117,18 @@ class Finding:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for JSON output and storage, without empty keys."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        out: dict[str, Any] = {
+            "code": self.code,
+            "severity": self.severity,
+            "message": self.message,
+        }
+        for key in ("line", "path", "source_line"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.figures is not None:
+            out["figures"] = dict(self.figures)
+        return out
 
 
 def is_rejecting(findings: list[Finding]) -> bool:

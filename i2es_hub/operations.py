@@ -24,6 +24,16 @@ from i2es_hub.writer import ACTIVE_STATES, BatchWriter, DocRow
 log = logging.getLogger(__name__)
 
 
+def _held(writer: BatchWriter, doc_id: str, decision: str) -> DocRow:
+    row = _row(writer, doc_id)
+    if row.state != "held":
+        raise ConflictError(
+            f"document {doc_id} is {row.state}, not held; only held documents "
+            f"can be {decision}"
+        )
+    return row
+
+
 def _row(writer: BatchWriter, doc_id: str) -> DocRow:
     d = store.documents
     r = writer.conn.execute(select(d).where(d.c.id == doc_id)).mappings().first()
@@ -60,12 +70,7 @@ def release_held(engine: Engine, doc_id: str, operator: str) -> list[str]:
     pipeline = Pipeline(engine)
     with store.write_transaction(engine) as conn:
         writer = BatchWriter(conn, pipeline, [])
-        row = _row(writer, doc_id)
-        if row.state != "held":
-            raise ConflictError(
-                f"document {doc_id} is {row.state}, not held; only held documents "
-                "can be released"
-            )
+        row = _held(writer, doc_id, "released")
         stored = writer.authorization(row)
         doc = stored.doc
         writer.load_identities([doc])
@@ -92,12 +97,7 @@ def reject_held(engine: Engine, doc_id: str, operator: str, reason: str) -> None
     pipeline = Pipeline(engine)
     with store.write_transaction(engine) as conn:
         writer = BatchWriter(conn, pipeline, [])
-        row = _row(writer, doc_id)
-        if row.state != "held":
-            raise ConflictError(
-                f"document {doc_id} is {row.state}, not held; only held documents "
-                "can be rejected by an operator"
-            )
+        row = _held(writer, doc_id, "rejected by an operator")
         writer.transition(row, "rejected", f"operator:{operator}", reason or "rejected")
         writer.flush()
 

@@ -102,54 +102,30 @@ def document_status(conn: Connection, ref: str) -> dict[str, Any] | None:
             .order_by(a.c.id)
         ).mappings()
     ]
+    # the document's own deliveries, then those of the alerts it raised
+    al = store.alerts
+    alert_ids = select(al.c.id).where(al.c.document_id == doc["id"])
+    status_columns = (
+        dl.c.id,
+        dl.c.recipient,
+        dl.c.kind,
+        dl.c.version,
+        dl.c.alert_id,
+        dl.c.state,
+        dl.c.attempts,
+        dl.c.next_attempt_at,
+        dl.c.last_error,
+        dl.c.delivered_at,
+        dl.c.acknowledged_at,
+    )
     deliveries = [
         dict(r)
         for r in conn.execute(
-            select(
-                dl.c.id,
-                dl.c.recipient,
-                dl.c.kind,
-                dl.c.version,
-                dl.c.alert_id,
-                dl.c.state,
-                dl.c.attempts,
-                dl.c.next_attempt_at,
-                dl.c.last_error,
-                dl.c.delivered_at,
-                dl.c.acknowledged_at,
-            )
-            .where(dl.c.document_id == doc["id"])
-            .order_by(dl.c.seq)
+            select(*status_columns)
+            .where(or_(dl.c.document_id == doc["id"], dl.c.alert_id.in_(alert_ids)))
+            .order_by(dl.c.alert_id.is_not(None), dl.c.seq)
         ).mappings()
     ]
-    al = store.alerts
-    alert_ids = [
-        r["id"]
-        for r in conn.execute(
-            select(al.c.id).where(al.c.document_id == doc["id"])
-        ).mappings()
-    ]
-    if alert_ids:
-        deliveries += [
-            dict(r)
-            for r in conn.execute(
-                select(
-                    dl.c.id,
-                    dl.c.recipient,
-                    dl.c.kind,
-                    dl.c.version,
-                    dl.c.alert_id,
-                    dl.c.state,
-                    dl.c.attempts,
-                    dl.c.next_attempt_at,
-                    dl.c.last_error,
-                    dl.c.delivered_at,
-                    dl.c.acknowledged_at,
-                )
-                .where(dl.c.alert_id.in_(alert_ids))
-                .order_by(dl.c.seq)
-            ).mappings()
-        ]
     return {
         "document": doc,
         "versions": versions,

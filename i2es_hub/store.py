@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import os
-import uuid
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,9 +65,18 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+_ids = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
+
+
 def new_id() -> str:
-    """A new random identifier for documents, messages and deliveries."""
-    return uuid.uuid4().hex
+    """A new random 128-bit identifier for documents, messages and deliveries.
+
+    Drawn from a generator seeded from the OS (and reseeded in forked children):
+    ids must be unique, not secret, and one OS call per id would cost more than
+    the rest of a document's bookkeeping.
+    """
+    return f"{_ids.getrandbits(128):032x}"
 
 
 def _ts(name: str, **kw: Any) -> Column[Any]:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ACTIVE_STATES = ("accepted", "amended", "endorsed")
+EXPORT_AUTHORIZATION = DocType.EXPORT_AUTHORIZATION.value
 
 
 @dataclass(slots=True)
@@ -156,6 +157,15 @@ class BatchWriter:
         """Make a stored (or newly stored) document known to the batch."""
         self.known[row.identity] = row
         self.by_id[row.id] = row
+        if (
+            row.new
+            and row.doc_type == EXPORT_AUTHORIZATION
+            and row.ref_number
+            and row.linked_id is None
+        ):
+            # an export authorization waiting for its import authorization
+            key = (str(row.ref_country), row.ref_number)
+            self.waiting_exports[key].append(row.id)
 
     def authorization(self, row: DocRow) -> StoredAuthorization:
         """The stored document behind ``row``, read from its canonical bytes."""
@@ -346,17 +356,9 @@ class BatchWriter:
         ):
             target_id = target.id
         if doc.doc_type is DocType.IMPORT_AUTHORIZATION:
-            waiting = list(self.waiting_exports.get((doc.issuer, doc.number), []))
-            waiting += [
-                row.id
-                for row in self.known.values()
-                if row.new
-                and row.doc_type == DocType.EXPORT_AUTHORIZATION.value
-                and row.ref_country == doc.issuer
-                and row.ref_number == doc.number
-                and row.linked_id is None
-                and row.id not in waiting
-            ]
+            waiting = list(
+                dict.fromkeys(self.waiting_exports.get((doc.issuer, doc.number), []))
+            )
             self.ledger.waiting = {doc_id: waiting}
         return self.ledger.plan(
             doc, doc_id, bases, existing.id if existing else None, target_id

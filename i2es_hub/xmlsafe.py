@@ -52,19 +52,23 @@ class MalformedXML(ValueError):
         self.line = line
 
 
+SAFE_OPTIONS = {
+    "resolve_entities": False,
+    "load_dtd": False,
+    "no_network": True,
+    "huge_tree": False,
+    "remove_pis": True,
+    "remove_blank_text": True,
+}
+"""Parser options for outside XML: no entities, DTDs or network; libxml2's limits."""
+
+
 def _parser() -> etree.XMLParser:
     # lxml parsers keep state and must not be shared between threads.
     parser = getattr(_local, "parser", None)
     if parser is None:
         parser = etree.XMLParser(
-            resolve_entities=False,
-            load_dtd=False,
-            dtd_validation=False,
-            no_network=True,
-            huge_tree=False,
-            remove_pis=True,
-            remove_blank_text=True,
-            collect_ids=False,
+            dtd_validation=False, collect_ids=False, **SAFE_OPTIONS
         )
         _local.parser = parser
     return parser
@@ -127,17 +131,7 @@ def stream(
     head = source.read(4096)
     check_prolog(head)
     source.seek(0)
-    context = etree.iterparse(
-        source,
-        events=("end",),
-        tag=tags,
-        resolve_entities=False,
-        load_dtd=False,
-        no_network=True,
-        huge_tree=False,
-        remove_pis=True,
-        remove_blank_text=True,
-    )
+    context = etree.iterparse(source, events=("end",), tag=tags, **SAFE_OPTIONS)
     try:
         for _event, element in context:
             parent = element.getparent()
