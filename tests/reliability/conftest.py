@@ -1,0 +1,34 @@
+"""Reliability fixtures: seeds, trial counts, and the long-trial switch.
+
+``make test`` runs a few short trials of every scenario; ``make reliability``
+sets ``I2ES_HUB_RELIABILITY=long`` and runs the full ones (20+ trials, 10,000
+documents). ``I2ES_HUB_CRASH_SEED`` replays a run: every trial prints its seed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+from tests.reliability.support import LONG
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip tests marked ``slow`` unless the long trials were asked for."""
+    if LONG:
+        return
+    skip = pytest.mark.skip(reason="long trial: run with make reliability")
+    for item in items:
+        if "slow" in item.keywords and "reliability" in str(item.fspath):
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def seed() -> int:
+    """The base seed of this test's trials (printed, and replayable)."""
+    value = os.environ.get("I2ES_HUB_CRASH_SEED")
+    chosen = int(value) if value else random.SystemRandom().randrange(2**32)
+    print(f"seed {chosen} (replay with I2ES_HUB_CRASH_SEED={chosen})")
+    return chosen
