@@ -211,12 +211,12 @@ def render(conn: Connection, delivery: dict[str, Any]) -> OutboundMessage:
     else:
         v = store.document_versions
         row = conn.execute(
-            select(v.c.canonical, v.c.findings, v.c.document_id).where(
+            select(v.c.canonical, v.c.original, v.c.findings).where(
                 v.c.document_id == delivery["document_id"],
                 v.c.version == delivery["version"],
             )
         ).one()
-        payload, findings = row.canonical, row.findings
+        payload, findings = row.canonical or row.original, row.findings
         name = f"doc-{delivery['id']}.xml"
     shown = [f for f in findings if f["severity"] in ("warning", "alert", "hold")]
     if shown:

@@ -122,6 +122,7 @@ document_versions = Table(
     Column("content_hash", String(64), nullable=False),
     Column("outcome", String(16), nullable=False),
     Column("original", LargeBinary, nullable=False),
+    # Empty when the document arrived in canonical form (``original`` is then it).
     Column("canonical", LargeBinary, nullable=False),
     Column("findings", JSON, nullable=False),
     Column("sender", String(2), nullable=False),

@@ -445,11 +445,12 @@ def _document_view(conn: Connection, ref: str, caller: Caller) -> dict[str, Any]
     if doc["issuer"] != caller.country:
         query = query.where(v.c.version <= version)
     rows = conn.execute(query.order_by(v.c.version)).all()
-    canonical = conn.execute(
-        select(v.c.canonical).where(
+    stored = conn.execute(
+        select(v.c.canonical, v.c.original).where(
             v.c.document_id == doc["id"], v.c.version == version
         )
-    ).scalar_one()
+    ).one()
+    canonical = stored.canonical or stored.original
     return {
         "id": doc["id"],
         "type": doc["doc_type"],
