@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -21,12 +23,12 @@ from sqlalchemy.engine import Engine
 from i2es_hub import store
 from i2es_hub.ingest import DEFAULT_BATCH_SIZE
 from tests.reliability.support import (
+    census,
     child,
     count_documents,
     hub_command,
     number_of,
     report,
-    census,
     setting,
     stored_numbers,
     wait_until,
@@ -42,6 +44,12 @@ def _ingest_argv(paths: list[Path], cwd: Path) -> list[str]:
     return hub_command(
         ["ingest", "--from", "KE", *(str(p.relative_to(cwd)) for p in paths)]
     )
+
+
+def _stored_or_ended(
+    engine: Engine, process: subprocess.Popen[bytes], goal: int
+) -> Callable[[], bool]:
+    return lambda: process.poll() is not None or count_documents(engine) >= goal
 
 
 def test_ingest_killed_at_random_points_loses_and_doubles_nothing(
@@ -68,10 +76,7 @@ def test_ingest_killed_at_random_points_loses_and_doubles_nothing(
         argv = _ingest_argv(paths, tmp_path)
         with child(argv, env, tmp_path, tmp_path / "ingest.log") as process:
             wait_until(
-                lambda: (
-                    process.poll() is not None
-                    or count_documents(engine) - base >= target
-                ),
+                _stored_or_ended(engine, process, base + target),
                 180,
                 f"trial {trial}: {target} documents stored",
             )
