@@ -7,9 +7,11 @@ everything here is about making that honest and leaving nothing behind.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,10 +19,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from i2es_hub import store
+from i2es_hub.connectors import Connector, connectors_dir, load_connector
+from i2es_hub.ingest import Pipeline, Submission
 
 log = logging.getLogger(__name__)
 
@@ -227,3 +232,87 @@ def report(scenario: str, **figures: object) -> str:
     print(line)
     log.info("%s", line)
     return line
+
+
+def connector_for(name: str, workdir: Path, **transport: object) -> Connector:
+    """The sample connector ``name`` with its transport settings overridden."""
+    data = yaml.safe_load((connectors_dir() / f"{name}.yaml").read_text("utf-8"))
+    data["transport"] = {**data["transport"], **transport}
+    folder = workdir / "connectors"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return load_connector(path)
+
+
+def ingest_addressed_to(
+    engine: Engine, recipient: str, count: int, prefix: str, issuer: str = "KE"
+) -> None:
+    """Store ``count`` import authorizations addressed to their exporter."""
+    pipeline = Pipeline(engine)
+    submissions = (
+        Submission(
+            import_authorization(i, issuer, prefix, exporter=recipient).encode(),
+            issuer,
+            "reliability",
+            f"{prefix}-{i}",
+        )
+        for i in range(count)
+    )
+    outcomes = {r.outcome for r in pipeline.ingest(submissions)}
+    assert outcomes <= {"accepted", "held"}, outcomes
+
+
+@contextlib.contextmanager
+def rest_receiver(
+    port: int,
+    journal: Path,
+    token: str,
+    log_path: Path,
+    tls: tuple[Path, Path] | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `rest_receiver.py` on ``port`` until the context ends (or it is killed)."""
+    argv = [
+        sys.executable,
+        str(Path(__file__).with_name("rest_receiver.py")),
+        "--port",
+        str(port),
+        "--journal",
+        str(journal),
+        "--token",
+        token,
+    ]
+    if tls is not None:
+        argv += ["--certfile", str(tls[0]), "--keyfile", str(tls[1])]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with child(argv, env, ROOT, log_path) as process:
+        wait_until(
+            lambda: _listening(port) or process.poll() is not None, 30, "receiver"
+        )
+        assert process.poll() is None, log_path.read_text()
+        yield process
+
+
+def _listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def journal_keys(journal: Path) -> list[str]:
+    """The message ids a journaling receiver took, in order, repeats included."""
+    if not journal.exists():
+        return []
+    return [
+        json.loads(line)["key"] for line in journal.read_text().splitlines() if line
+    ]
+
+
+def delivery_states(engine: Engine, recipient: str) -> dict[str, str]:
+    """Delivery id -> state, for every delivery to ``recipient``."""
+    dl = store.deliveries
+    with store.read_transaction(engine) as conn:
+        rows = conn.execute(
+            select(dl.c.id, dl.c.state).where(dl.c.recipient == recipient)
+        )
+        return {row.id: row.state for row in rows}
