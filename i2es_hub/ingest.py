@@ -184,12 +184,17 @@ class Preparer:
                     if isinstance(exc, xmlsafe.UnsafeXML)
                     else Code.SCHEMA_INVALID
                 )
+                # Quarantine the whole file only when it fits the in-memory limit;
+                # a larger one would take its full size in memory (and in the row).
                 fh.seek(0)
+                whole = size <= xmlsafe.MAX_DOCUMENT_BYTES
+                kept = fh.read() if whole else fh.read(65536)
+                note = "" if whole else f" (file of {size} bytes; first 64 KiB kept)"
                 yield self._failed(
                     sub,
-                    fh.read(),
+                    kept,
                     code,
-                    f"{sub.source}: {exc}",
+                    f"{sub.source}: {exc}{note}",
                     source_line=getattr(exc, "line", None),
                 )
 

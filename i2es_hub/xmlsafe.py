@@ -74,12 +74,36 @@ def _parser() -> etree.XMLParser:
     return parser
 
 
+# Byte order marks of the wide encodings libxml2 reads, and how "<" starts
+# without one; UTF-32 first, since its little-endian mark starts like UTF-16's.
+_WIDE = (
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\xfe\xff", "utf-16-be"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\x00\x00\x00<", "utf-32-be"),
+    (b"<\x00\x00\x00", "utf-32-le"),
+    (b"\x00<", "utf-16-be"),
+    (b"<\x00", "utf-16-le"),
+)
+
+
+def _as_utf8(head: bytes) -> bytes:
+    """The head re-encoded as UTF-8 when it is UTF-16 or UTF-32, else unchanged."""
+    for mark, codec in _WIDE:
+        if head.startswith(mark):
+            start = 0 if b"<" in mark else len(mark)
+            return head[start:].decode(codec, errors="ignore").encode("utf-8")
+    return head
+
+
 def check_prolog(head: bytes) -> None:
-    """Refuse a DOCTYPE before the root element.
+    """Refuse a DOCTYPE before the root element, in UTF-8, UTF-16 or UTF-32.
 
     Raises:
         UnsafeXML: the prolog declares a document type.
     """
+    head = _as_utf8(head)
     match = _ROOT_START.search(head)
     prolog = head[: match.start()] if match else head
     if _DOCTYPE.search(prolog):
@@ -114,6 +138,40 @@ def parse(data: bytes) -> etree._Element:
     return root
 
 
+class _PerDocumentReader:
+    """Reads a batch file for ``iterparse`` and refuses a document over the limit.
+
+    Without it, one huge document inside (or as) a streamed file would be built
+    whole in memory before anyone could look at its size: a 200 MB document took
+    2 GB. The count restarts after each document, so it measures one document
+    plus the parser's read-ahead.
+    """
+
+    _SLACK = 1024 * 1024  # read-ahead and the bytes between two documents
+
+    def __init__(self, source: IO[bytes], limit: int) -> None:
+        self._source = source
+        self._limit = limit
+        self._since = 0
+        self._offset = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._source.read(size)
+        self._since += len(data)
+        self._offset += len(data)
+        if self._since > self._limit + self._SLACK:
+            raise UnsafeXML(
+                f"a document passes {self._limit} bytes (at byte {self._offset} of "
+                "the file), over the limit for one document; split it, or raise "
+                "I2ES_HUB_MAX_DOCUMENT_BYTES"
+            )
+        return data
+
+    def next_document(self) -> None:
+        """Start counting the next document."""
+        self._since = 0
+
+
 def stream(
     source: IO[bytes], tags: list[str], container: str
 ) -> Iterator[etree._Element]:
@@ -124,20 +182,23 @@ def stream(
     the next, because it is cleared afterwards.
 
     Raises:
-        UnsafeXML: a DOCTYPE in the prolog.
+        UnsafeXML: a DOCTYPE in the prolog, or one document over
+            `MAX_DOCUMENT_BYTES` (refused while it is read, not after).
         MalformedXML: the file stops being well-formed (documents already yielded
             stay yielded).
     """
     head = source.read(4096)
     check_prolog(head)
     source.seek(0)
-    context = etree.iterparse(source, events=("end",), tag=tags, **SAFE_OPTIONS)
+    counted = _PerDocumentReader(source, MAX_DOCUMENT_BYTES)
+    context = etree.iterparse(counted, events=("end",), tag=tags, **SAFE_OPTIONS)
     try:
         for _event, element in context:
             parent = element.getparent()
             if parent is not None and parent.tag != container:
                 continue
             yield element
+            counted.next_document()
             # Keep memory flat: drop this document and everything before it.
             element.clear()
             if parent is not None:
