@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.9.30
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench clean up
+.PHONY: install demo test test-fast lint bench clean up reliability
 
 install: $(STAMP)
 
@@ -25,6 +25,12 @@ up: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Long crash and fault trials (20+ trials, 10,000 documents); figures on stdout.
+# CI may shorten them, e.g. make reliability I2ES_HUB_CRASH_TRIALS=5
+reliability: $(STAMP)
+	I2ES_HUB_RELIABILITY=long $(BIN)/python -m pytest -q -s -p no:cacheprovider \
+		tests/reliability $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -21,7 +21,8 @@ retried up to ``max_attempts`` times with exponential backoff and full jitter,
 waiting at least what ``Retry-After`` asks. Once the budget is spent a
 `TransientTransportError` is raised (carrying ``retry_after``). Other 4xx
 answers are not retried: `PermanentTransportError`. TLS certificates are
-always verified (``ca_bundle`` may name a private CA); plain ``http`` is
+always verified (``ca_bundle`` may name a private CA), and one that fails
+verification is a `PermanentTransportError`, never retried; plain ``http`` is
 accepted for loopback addresses only. Response bodies are streamed and
 abandoned past ``max_response_size``.
 
@@ -256,6 +257,15 @@ class RestTransport:
                     "'max_response_size' in the connector file if it is legitimate."
                 ) from exc
             except httpx.TransportError as exc:
+                refused = _certificate_refusal(exc)
+                if refused is not None:
+                    raise PermanentTransportError(
+                        f"REST {config.peer}: {what}: {method} {url}: the server's "
+                        f"TLS certificate was refused ({refused.verify_message}). "
+                        "Not retried: if the country uses a private CA, set "
+                        "'ca_bundle' in the connector file to its PEM file; "
+                        "otherwise ask the country to fix its certificate."
+                    ) from exc
                 problem = type(exc).__name__
                 cause = exc
             else:
@@ -510,6 +520,20 @@ class RestTransport:
             url,
         )
         return results
+
+
+def _certificate_refusal(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate check that failed under ``exc``, if that is what failed.
+
+    A certificate that does not verify will not verify on the next attempt
+    either: it needs an operator (a CA bundle) or the country (a new certificate).
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _acknowledged(answer: _Answer, asked: int) -> int:

@@ -1,8 +1,9 @@
 """Reliability fixtures: seeds, trial counts, and the long-trial switch.
 
 ``make test`` runs a few short trials of every scenario; ``make reliability``
-sets ``I2ES_HUB_RELIABILITY=long`` and runs the full ones (20+ trials, 10,000
-documents). ``I2ES_HUB_CRASH_SEED`` replays a run: every trial prints its seed.
+sets ``I2ES_HUB_RELIABILITY=long`` and runs the full ones (20 trials, 10,000
+documents); ``I2ES_HUB_<SCENARIO>_TRIALS`` and friends (see each test module)
+override either. ``I2ES_HUB_CRASH_SEED`` replays a run: every trial prints its seed.
 """
 
 from __future__ import annotations
@@ -11,18 +12,6 @@ import os
 import random
 
 import pytest
-
-from tests.reliability.support import LONG
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Skip tests marked ``slow`` unless the long trials were asked for."""
-    if LONG:
-        return
-    skip = pytest.mark.skip(reason="long trial: run with make reliability")
-    for item in items:
-        if "slow" in item.keywords and "reliability" in str(item.fspath):
-            item.add_marker(skip)
 
 
 @pytest.fixture
