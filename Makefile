@@ -30,6 +30,7 @@ test: $(STAMP)
 # CI may shorten them, e.g. make reliability I2ES_HUB_CRASH_TRIALS=5
 reliability: $(STAMP)
 	I2ES_HUB_RELIABILITY=long $(BIN)/python -m pytest -q -s -p no:cacheprovider \
+		--timeout 3600 \
 		tests/reliability $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -40,7 +40,7 @@ TRIALS = setting("PULL_TRIALS", 2, 20)
 SHAPES = {
     # connector: (documents per trial, documents per file, inbox below workdir)
     "de-bfarm": (setting("PULL_DOCUMENTS_DE", 1000, 10000), 20, "drop/inbox"),
-    "ke-ppb": (setting("PULL_DOCUMENTS_KE", 200, 2000), 1, "sftp/inbox"),
+    "ke-ppb": (setting("PULL_DOCUMENTS_KE", 200, 1000), 1, "sftp/inbox"),
 }
 
 
