@@ -113,6 +113,8 @@ documents = Table(
     UniqueConstraint("issuer", "doc_type", "number"),
     Index(None, "ref_country", "ref_number"),
     Index(None, "linked_id"),
+    Index(None, "number"),
+    Index(None, "ref_number"),
 )
 
 document_versions = Table(
