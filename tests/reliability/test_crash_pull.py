@@ -99,7 +99,9 @@ def test_pull_killed_at_random_points_archives_only_what_is_committed(
             base = count_documents(engine)
             # Half the kills wait for a stored count, half for a random moment.
             by_time = rng.random() < 0.5
-            target = base + (count + 1 if by_time else rng.randint(0, count))
+            # Aim inside the first run: it takes ``batch_size`` files at most.
+            first_run = min(count, system.connector.batch_size * per_file)
+            target = base + (count + 1 if by_time else rng.randint(0, first_run))
             deadline = time.monotonic() + rng.uniform(0, 2.5)
             log_path = tmp_path / "pull.log"
 
