@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from i2es_hub import db, store
+from i2es_hub.reference import BUILTIN_REFERENCE, load_reference_file
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -26,6 +27,7 @@ PG_ADMIN_URL = os.environ.get(
     "I2ES_HUB_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 KEEP_TABLES = {"alembic_version", "reference_lists"}
+BUILTIN_SOURCE = load_reference_file(BUILTIN_REFERENCE).source
 
 
 def _pg_available() -> str | None:
@@ -88,6 +90,12 @@ def _empty(engine: Engine) -> None:
         t for t in reversed(store.metadata.sorted_tables) if t.name not in KEEP_TABLES
     ]
     with engine.begin() as conn:
+        # reference lists a test loaded go; the built-in one stays
+        conn.execute(
+            store.reference_lists.delete().where(
+                store.reference_lists.c.source != BUILTIN_SOURCE
+            )
+        )
         if engine.dialect.name == "postgresql":
             names = ", ".join(t.name for t in tables)
             conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
