@@ -20,6 +20,7 @@ from typing import Any
 from lxml import etree
 
 from i2es_hub.findings import Code, Finding
+from i2es_hub.pickling import by_fields
 
 NS = "urn:i2es-hub:canonical:1"
 SCHEMA_VERSION = "1.0"
@@ -109,6 +110,7 @@ def schema_findings(element: etree._Element, label: str) -> list[Finding]:
 # ----- the document model -------------------------------------------------------
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class Party:
     """An importer or exporter: name, full address, country."""
@@ -121,6 +123,7 @@ class Party:
     licence: str = ""
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class Line:
     """One line of a document; for endorsements ``quantity`` is what was received."""
@@ -138,6 +141,7 @@ class Line:
     base_quantity: Decimal | None = None
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class Ref:
     """A reference to another document, as quoted by the sender."""
@@ -149,6 +153,7 @@ class Ref:
     authority: str = ""
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class Document:
     """A canonical document, read from validated XML."""

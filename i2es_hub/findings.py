@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from i2es_hub.pickling import by_fields
+
 
 class Severity(StrEnum):
     """How much a finding weighs."""
@@ -86,6 +88,7 @@ SEVERITY: dict[Code, Severity] = {
 }
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class Finding:
     """One thing a rule found about a document.

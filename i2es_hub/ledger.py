@@ -705,8 +705,7 @@ class Ledger:
                 updates,
             )
         new = [self._row(x) for x in self.by_id.values() if x.new]
-        if new:
-            self.conn.execute(h.insert(), new)
+        store.insert_many(self.conn, h, new)
         changed = [
             {f"b_{k}": v for k, v in self._row(x).items()}
             for x in self.by_id.values()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import operator
 import os
 import random
 import time
@@ -301,6 +302,65 @@ def _tune_sqlite(engine: Engine) -> None:
         # fail to upgrade to a write lock.
         immediate = conn.info.get("i2es_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+@functools.cache
+def _insert_plan(
+    dialect: Any, table: Table, columns: tuple[str, ...]
+) -> tuple[str, tuple[Any, ...]]:
+    """The driver-level INSERT for ``columns`` and each column's bind processor."""
+    mark = _PLACEHOLDERS[dialect.paramstyle]
+    quote = dialect.identifier_preparer.quote
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+        f"VALUES ({', '.join(mark for _ in columns)})"
+    )
+    processors = tuple(
+        table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns
+    )
+    return sql, processors
+
+
+def insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows that all have the same keys, in one executemany.
+
+    On SQLite the rows go to the driver as tuples, each value through its column
+    type's bind processor (the stored form is the same as ``table.insert()``
+    writes), which spares the per-row parameter handling of a compiled statement:
+    the largest single cost of a batch commit. Values repeated from one row to the
+    next (the batch's timestamp) are converted once. Other databases, and rows
+    whose keys differ, take ``table.insert()``.
+    """
+    if not rows:
+        return
+    columns = tuple(rows[0])
+    width = len(columns)
+    if conn.dialect.name != "sqlite" or any(len(row) != width for row in rows):
+        conn.execute(table.insert(), rows)
+        return
+    sql, processors = _insert_plan(conn.dialect, table, columns)
+    getter = operator.itemgetter(*columns)
+    if width == 1:
+        values = [[getter(row)] for row in rows]
+    else:
+        values = [list(getter(row)) for row in rows]
+    for index, process in enumerate(processors):
+        if process is None:
+            continue
+        last: Any = _UNSET
+        converted: Any = None
+        for row_values in values:
+            value = row_values[index]
+            if value is not last:
+                last, converted = value, process(value)
+            row_values[index] = converted
+    conn.exec_driver_sql(sql, [tuple(v) for v in values])
+
+
+_UNSET = object()
 
 
 def is_sqlite(engine: Engine) -> bool:

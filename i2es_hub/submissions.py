@@ -8,10 +8,12 @@ from typing import Any
 
 from i2es_hub.canonical import Document
 from i2es_hub.findings import Finding
+from i2es_hub.pickling import by_fields
 
 Identity = tuple[str, str, str]  # (issuer, doc_type, number)
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class Submission:
     """Bytes received from a sender, with where they came from.
@@ -74,6 +76,7 @@ class Result:
         return out
 
 
+@by_fields
 @dataclass(slots=True)
 class Candidate:
     """A document after the prepare stage."""

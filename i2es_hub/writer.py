@@ -626,7 +626,13 @@ class BatchWriter:
         recipients: list[str] = []
         if not held:
             recipients = self.route(doc, doc_id, version, target, findings, actor)
-            if doc.doc_type is DocType.IMPORT_AUTHORIZATION and existing is None:
+            if (
+                doc.doc_type is DocType.IMPORT_AUTHORIZATION
+                and existing is None
+                and self.waiting_exports.get((doc.issuer, doc.number))
+            ):
+                # export authorizations that came first (ledger_documents found
+                # them) quote this import authorization: link them in flush
                 self.links.append(
                     {"b_ia": doc_id, "b_country": doc.issuer, "b_number": doc.number}
                 )
@@ -791,9 +797,9 @@ class BatchWriter:
             "quarantine",
         )
         for name in tables:
-            rows = self.rows.get(name)
-            if rows:
-                self.conn.execute(store.metadata.tables[name].insert(), rows)
+            store.insert_many(
+                self.conn, store.metadata.tables[name], self.rows.get(name, [])
+            )
         d = store.documents
         by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         for doc_id, values in self.dirty.items():
