@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 500
 PREPARE_WORKERS = 3
 PREPARE_CHUNK = 250
+PREPARE_WINDOW = 4  # chunks in flight per worker: more than a batch's worth
 PARALLEL_MIN_FILES = 1000
 
 
@@ -137,17 +138,23 @@ class Preparer:
         return Candidate(submission, original, data, [finding])
 
     def prepare_path(
-        self, path: Path, sender: str, channel: str = "cli", source: str | None = None
+        self,
+        path: Path | str,
+        sender: str,
+        channel: str = "cli",
+        source: str | None = None,
     ) -> Iterator[Candidate]:
         """Prepare a file: read whole when small, streamed when a large batch."""
-        source = source or path.name
-        sub = Submission(b"", sender, channel, source)
-        if path.stat().st_size <= xmlsafe.STREAM_THRESHOLD_BYTES:
-            yield from self.prepare(
-                Submission(path.read_bytes(), sender, channel, source)
-            )
+        source = source or os.path.basename(path)
+        # one open and fstat instead of a stat, then an open: this runs per file
+        with open(path, "rb", buffering=0) as fh:
+            small = os.fstat(fh.fileno()).st_size <= xmlsafe.STREAM_THRESHOLD_BYTES
+            data = fh.readall() if small else b""
+        if small:
+            yield from self.prepare(Submission(data, sender, channel, source))
             return
-        for item in self.stream_path(path, sub):
+        sub = Submission(b"", sender, channel, source)
+        for item in self.stream_path(Path(path), sub):
             if isinstance(item, Candidate):
                 yield item
             else:
@@ -210,7 +217,7 @@ def _init_worker(references: list[ReferenceList], sender: str, channel: str) -> 
 
 WorkItem = tuple[
     str, Any, str
-]  # ("path", path, "") | ("doc", bytes, source) | ("done", Candidate, "")
+]  # ("path", path, file name) | ("doc", bytes, source) | ("done", Candidate, "")
 
 
 def _prepare_items(items: list[WorkItem]) -> list[Candidate]:
@@ -220,7 +227,7 @@ def _prepare_items(items: list[WorkItem]) -> list[Candidate]:
     out: list[Candidate] = []
     for kind, value, source in items:
         if kind == "path":
-            out += preparer.prepare_path(Path(value), sender, channel)
+            out += preparer.prepare_path(value, sender, channel, source)
         elif kind == "doc":
             out += preparer.prepare(Submission(value, sender, channel, source))
         else:
@@ -265,21 +272,22 @@ class Pipeline:
         always sees it.
         """
         workers = min(PREPARE_WORKERS, max((os.cpu_count() or 1) - 1, 1))
-        large = any(p.stat().st_size > xmlsafe.STREAM_THRESHOLD_BYTES for p in paths)
+        sizes = [os.stat(p).st_size for p in paths]
+        large = any(size > xmlsafe.STREAM_THRESHOLD_BYTES for size in sizes)
         if not large and len(paths) < PARALLEL_MIN_FILES:
             for path in paths:
                 yield from self.prepare_path(path, sender, channel)
             return
         yield from self._in_workers(
-            self._work_items(paths, sender, channel), workers, sender, channel
+            self._work_items(paths, sizes, sender, channel), workers, sender, channel
         )
 
     def _work_items(
-        self, paths: Sequence[Path], sender: str, channel: str
+        self, paths: Sequence[Path], sizes: list[int], sender: str, channel: str
     ) -> Iterator[WorkItem]:
-        for path in paths:
-            if path.stat().st_size <= xmlsafe.STREAM_THRESHOLD_BYTES:
-                yield ("path", str(path), "")
+        for path, size in zip(paths, sizes, strict=True):
+            if size <= xmlsafe.STREAM_THRESHOLD_BYTES:
+                yield ("path", str(path), path.name)
                 continue
             sub = Submission(b"", sender, channel, path.name)
             for item in self.preparer.stream_path(path, sub):
@@ -301,7 +309,7 @@ class Pipeline:
             # A bounded window of chunks in flight keeps memory flat.
             chunks = iter(lambda: list(itertools.islice(items, PREPARE_CHUNK)), [])
             pending: deque[Future[list[Candidate]]] = deque()
-            for chunk in itertools.islice(chunks, workers * 2):
+            for chunk in itertools.islice(chunks, workers * PREPARE_WINDOW):
                 pending.append(pool.submit(_prepare_items, chunk))
             while pending:
                 candidates = pending.popleft().result()
