@@ -217,35 +217,33 @@ class Document:
 # ----- reading validated XML into the model -------------------------------------
 #
 # The schema has already fixed the structure, so each element's children are read
-# once into a map by local name instead of one search per field.
+# once, in one loop, into a map of elements and a map of their stripped texts by
+# local name; a field the document leaves out is then a dictionary miss, not a
+# search. This runs for every document ingested: keep it lean.
 
 _NS_LEN = len(NS) + 2
+_STREET = q("Street")
 Children = dict[str, etree._Element]
+Texts = dict[str, str]
 
 
-def _children(element: etree._Element | None) -> Children:
+def _children(element: etree._Element | None) -> tuple[Children, Texts]:
+    found: Children = {}
+    texts: Texts = {}
     if element is None:
-        return {}
-    return {
-        child.tag[_NS_LEN:]: child for child in element if isinstance(child.tag, str)
-    }
+        return found, texts
+    for child in element:
+        tag = child.tag
+        if tag.__class__ is str:  # comments and processing instructions are not
+            name = tag[_NS_LEN:]
+            found[name] = child
+            text = child.text
+            texts[name] = text.strip() if text else ""
+    return found, texts
 
 
-def _text(children: Children, name: str) -> str:
-    child = children.get(name)
-    if child is None:
-        return ""
-    text = child.text
-    return text.strip() if text else ""
-
-
-def _date(children: Children, name: str) -> dt.date | None:
-    value = _text(children, name)
+def _date(value: str) -> dt.date | None:
     return dt.date.fromisoformat(value) if value else None
-
-
-def _bool(children: Children, name: str) -> bool:
-    return _text(children, name) in ("true", "1")
 
 
 def _decimal(value: str) -> Decimal:
@@ -258,20 +256,20 @@ def _decimal(value: str) -> Decimal:
 def _party(element: etree._Element | None) -> Party | None:
     if element is None:
         return None
-    fields = _children(element)
+    fields, texts = _children(element)
     address = fields.get("Address")
     streets: tuple[str, ...] = ()
-    parts: Children = {}
+    parts: Texts = {}
     if address is not None:
-        parts = _children(address)
-        streets = tuple((s.text or "").strip() for s in address.iterfind(q("Street")))
+        parts = _children(address)[1]
+        streets = tuple([(s.text or "").strip() for s in address.iterchildren(_STREET)])
     return Party(
-        name=_text(fields, "Name"),
+        name=texts.get("Name", ""),
         street=streets,
-        city=_text(parts, "City"),
-        postal_code=_text(parts, "PostalCode"),
-        country=_text(parts, "Country"),
-        licence=_text(fields, "LicenceNumber"),
+        city=parts.get("City", ""),
+        postal_code=parts.get("PostalCode", ""),
+        country=parts.get("Country", ""),
+        licence=texts.get("LicenceNumber", ""),
     )
 
 
@@ -287,22 +285,22 @@ def _lines(container: etree._Element | None, received: bool) -> tuple[Line, ...]
     lines = []
     quantity_name = "QuantityReceived" if received else "Quantity"
     for el in container:
-        if not isinstance(el.tag, str):
+        if el.tag.__class__ is not str:
             continue
-        f = _children(el)
+        f, texts = _children(el)
         qty, unit = _measure(f.get(quantity_name)) or (Decimal(0), "")
         base = _measure(f.get("BaseQuantity"))
         lines.append(
             Line(
                 number=int(el.get("number", "0")),
-                substance=_text(f, "Substance"),
-                form=_text(f, "Form"),
+                substance=texts.get("Substance", ""),
+                form=texts.get("Form", ""),
                 quantity=qty,
                 unit=unit,
-                convention=_text(f, "Convention"),
-                schedule=_text(f, "Schedule"),
-                pharmaceutical_form=_text(f, "PharmaceuticalForm"),
-                preparation=_text(f, "PreparationName"),
+                convention=texts.get("Convention", ""),
+                schedule=texts.get("Schedule", ""),
+                pharmaceutical_form=texts.get("PharmaceuticalForm", ""),
+                preparation=texts.get("PreparationName", ""),
                 strength=_measure(f.get("StrengthPerUnit")),
                 base_quantity=base[0] if base else None,
             )
@@ -315,23 +313,25 @@ def _ref(doc_type: DocType, fields: Children) -> Ref | None:
         ia = fields.get("ImportAuthorizationRef")
         if ia is None:
             return None
-        f = _children(ia)
+        t = _children(ia)[1]
         return Ref(
             DocType.IMPORT_AUTHORIZATION,
-            _text(f, "Number"),
-            _text(f, "IssuingCountry"),
-            _date(f, "IssueDate"),
-            _text(f, "IssuingAuthority"),
+            t.get("Number", ""),
+            t.get("IssuingCountry", ""),
+            _date(t.get("IssueDate", "")),
+            t.get("IssuingAuthority", ""),
         )
     if doc_type is DocType.ENDORSEMENT:
-        f = _children(fields.get("ExportAuthorizationRef"))
+        t = _children(fields.get("ExportAuthorizationRef"))[1]
         return Ref(
-            DocType.EXPORT_AUTHORIZATION, _text(f, "Number"), _text(f, "IssuingCountry")
+            DocType.EXPORT_AUTHORIZATION,
+            t.get("Number", ""),
+            t.get("IssuingCountry", ""),
         )
     if doc_type is DocType.CANCELLATION:
-        f = _children(fields.get("Cancels"))
+        t = _children(fields.get("Cancels"))[1]
         return Ref(
-            DocType(_text(f, "Type")), _text(f, "Number"), _text(f, "IssuingCountry")
+            DocType(t.get("Type", "")), t.get("Number", ""), t.get("IssuingCountry", "")
         )
     return None
 
@@ -345,33 +345,37 @@ def read_document(root: etree._Element) -> Document:
     doc_type = ROOTS.get(root.tag)
     if doc_type is None:
         raise ValueError(f"not a canonical document: {root.tag}")
-    f = _children(root)
-    validity = _children(f.get("Validity"))
+    f, t = _children(root)
+    validity = _children(f.get("Validity"))[1]
+    text = t.get
     return Document(
         doc_type=doc_type,
-        number=_text(f, "DocumentNumber"),
-        issuer=_text(f, "IssuingCountry"),
-        authority=_text(f, "IssuingAuthority"),
-        issue_date=dt.date.fromisoformat(_text(f, "IssueDate")),
+        number=text("DocumentNumber", ""),
+        issuer=text("IssuingCountry", ""),
+        authority=text("IssuingAuthority", ""),
+        issue_date=dt.date.fromisoformat(text("IssueDate", "")),
         lines=_lines(f.get("Lines"), received=doc_type is DocType.ENDORSEMENT),
-        validity_from=_date(validity, "From"),
-        validity_until=_date(validity, "Until"),
+        validity_from=_date(validity.get("From", "")),
+        validity_until=_date(validity.get("Until", "")),
         importer=_party(f.get("Importer")),
         exporter=_party(f.get("Exporter")),
-        multiple_consignments=_bool(f, "MultipleConsignments"),
-        bonded_warehouse=_bool(f, "BondedWarehouse"),
-        special_import_licence=_text(f, "SpecialImportLicence"),
-        emergency=_bool(f, "Emergency"),
+        multiple_consignments=text("MultipleConsignments") in _TRUE,
+        bonded_warehouse=text("BondedWarehouse") in _TRUE,
+        special_import_licence=text("SpecialImportLicence", ""),
+        emergency=text("Emergency") in _TRUE,
         ref=_ref(doc_type, f),
-        expected_dispatch=_date(f, "ExpectedDispatchDate"),
-        dispatch_date=_date(f, "DispatchDate"),
-        endorsing_authority=_text(f, "EndorsingAuthority"),
-        receipt_date=_date(f, "ReceiptDate"),
-        expired_without_import=_date(f, "ExpiredWithoutImport"),
-        reason=_text(f, "Reason"),
-        remarks=_text(f, "Remarks"),
+        expected_dispatch=_date(text("ExpectedDispatchDate", "")),
+        dispatch_date=_date(text("DispatchDate", "")),
+        endorsing_authority=text("EndorsingAuthority", ""),
+        receipt_date=_date(text("ReceiptDate", "")),
+        expired_without_import=_date(text("ExpiredWithoutImport", "")),
+        reason=text("Reason", ""),
+        remarks=text("Remarks", ""),
         source_line=root.sourceline,
     )
+
+
+_TRUE = ("true", "1")
 
 
 def content_hash(element: etree._Element) -> str:
@@ -390,5 +394,5 @@ def identity_of(root: etree._Element) -> tuple[str, str, str] | None:
     doc_type = ROOTS.get(root.tag)
     if doc_type is None:
         return None
-    f = _children(root)
-    return doc_type.value, _text(f, "IssuingCountry"), _text(f, "DocumentNumber")
+    t = _children(root)[1]
+    return doc_type.value, t.get("IssuingCountry", ""), t.get("DocumentNumber", "")

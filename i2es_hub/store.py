@@ -294,6 +294,11 @@ def _tune_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=60000")
         cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
+        # Copy the write-ahead log into the database every 40 MiB instead of every
+        # 4 MiB: index pages that every batch touches are written back once, not
+        # once per batch. A checkpoint's size does not change what is durable.
+        cursor.execute("PRAGMA wal_autocheckpoint=10000")
+        cursor.execute("PRAGMA journal_size_limit=67108864")
         cursor.close()
 
     @event.listens_for(engine, "begin")

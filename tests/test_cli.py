@@ -123,3 +123,19 @@ def test_help_reads_well(hub):
     r = hub("--help", check=True)
     for command in ("ingest", "validate", "documents", "outbox", "quarantine", "db"):
         assert command in r.stdout
+
+
+def test_ingest_refuses_a_missing_file_or_a_folder_before_storing_anything(
+    hub, tmp_path: Path
+):
+    hub("db", "upgrade", check=True)
+    good = str(EXAMPLES / "import-authorization.xml")
+    r = hub("ingest", "--from", "KE", good, str(tmp_path / "missing.xml"))
+    assert r.returncode == 2
+    assert "cannot read" in r.stderr and "missing.xml" in r.stderr
+    r = hub("ingest", "--from", "KE", good, str(tmp_path))
+    assert r.returncode == 2
+    assert "not a regular file" in r.stderr and "DIR/*.xml" in r.stderr
+    # nothing was ingested by the refused runs: the example is new now
+    [row] = rows(hub("ingest", "--json", "--from", "KE", good, check=True).stdout)
+    assert row["outcome"] == "accepted"
