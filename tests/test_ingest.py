@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import yaml
 from sqlalchemy import func, select
@@ -268,3 +270,18 @@ def test_connector_input_replays_through_its_mapping(engine):
         conn.execute(store.prohibitions.delete())
     [(_, fixed)] = replay(engine, None)
     assert fixed.outcome == "accepted" and fixed.deliveries == ["DE"]
+
+
+def test_a_file_read_for_ingest_is_whole_even_when_its_size_was_stale(tmp_path):
+    # the size comes from fstat; a file that grew after it, or a size that is
+    # larger than what one read returns, must still be read to its end
+    from i2es_hub.ingest import _read_whole
+
+    path = tmp_path / "doc.xml"
+    path.write_bytes(b"x" * 100_000)
+    for stale_size in (10, 99_999, 100_000, 250_000):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            assert _read_whole(fd, stale_size) == b"x" * 100_000
+        finally:
+            os.close(fd)
