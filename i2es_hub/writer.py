@@ -324,19 +324,22 @@ class BatchWriter:
         numbers = sorted({number for _, number in quoted})
         for start in range(0, len(numbers), 400):
             chunk = numbers[start : start + 400]
+            # "linked_id IS NULL" stays out of the WHERE clause: SQLite's planner
+            # would take the linked_id index for it, and that index holds every
+            # unlinked document ever stored (a scan growing with history, per
+            # batch). The ref_number index finds only the quoting documents.
             rows = self.conn.execute(
-                select(d.c.id, d.c.ref_country, d.c.ref_number)
+                select(d.c.id, d.c.ref_country, d.c.ref_number, d.c.linked_id)
                 .where(
                     d.c.ref_type == DocType.IMPORT_AUTHORIZATION.value,
                     d.c.ref_number.in_(chunk),
-                    d.c.linked_id.is_(None),
                     d.c.state.in_(ACTIVE_STATES),
                 )
                 .order_by(d.c.created_at)
             )
             for waiting in rows:
                 key = (str(waiting.ref_country), str(waiting.ref_number))
-                if key not in quoted:
+                if waiting.linked_id is not None or key not in quoted:
                     continue
                 self.waiting_exports[key].append(waiting.id)
                 ids.add(waiting.id)
