@@ -21,6 +21,7 @@ import itertools
 import logging
 import multiprocessing
 import os
+import threading
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -225,16 +226,31 @@ def bulk_collection() -> Iterator[None]:
     default threshold the collector runs every 700 allocations, rescanning the
     batch in flight each time: a fifth of the commit stage's time. Everything
     alive on entry (modules, schemas, the engine) is frozen out of the scans, and
-    both settings are restored on exit.
+    both settings are restored when the last of overlapping bulk runs (threads of
+    the API) ends.
     """
-    threshold = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(max(threshold[0], GC_THRESHOLD), *threshold[1:])
+    global _bulk_runs, _saved_threshold
+    with _bulk_lock:
+        if _bulk_runs == 0:
+            _saved_threshold = gc.get_threshold()
+            gc.freeze()
+            gc.set_threshold(
+                max(_saved_threshold[0], GC_THRESHOLD), *_saved_threshold[1:]
+            )
+        _bulk_runs += 1
     try:
         yield
     finally:
-        gc.set_threshold(*threshold)
-        gc.unfreeze()
+        with _bulk_lock:
+            _bulk_runs -= 1
+            if _bulk_runs == 0:
+                gc.set_threshold(*_saved_threshold)
+                gc.unfreeze()
+
+
+_bulk_lock = threading.Lock()
+_bulk_runs = 0
+_saved_threshold = gc.get_threshold()
 
 
 def _read_whole(fd: int, size: int) -> bytes:

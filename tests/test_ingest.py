@@ -285,3 +285,26 @@ def test_a_file_read_for_ingest_is_whole_even_when_its_size_was_stale(tmp_path):
             assert _read_whole(fd, stale_size) == b"x" * 100_000
         finally:
             os.close(fd)
+
+
+def test_collector_settings_come_back_after_overlapping_bulk_runs(engine, example):
+    # the API runs ingests in threads: the first to end must not restore the
+    # settings under the other, and the last must leave the process as it was
+    import gc
+
+    from i2es_hub.ingest import GC_THRESHOLD, bulk_collection
+
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    first, second = bulk_collection(), bulk_collection()
+    first.__enter__()
+    second.__enter__()
+    assert gc.get_threshold()[0] >= GC_THRESHOLD
+    first.__exit__(None, None, None)
+    assert gc.get_threshold()[0] >= GC_THRESHOLD
+    second.__exit__(None, None, None)
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (before, frozen)
+
+    submission = Submission(example["import-authorization"], "KE", "test", "ia.xml")
+    [result] = Pipeline(engine).ingest([submission])
+    assert result.outcome == "accepted"
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (before, frozen)
