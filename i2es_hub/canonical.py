@@ -223,6 +223,7 @@ class Document:
 
 _NS_LEN = len(NS) + 2
 _STREET = q("Street")
+_TRUE = ("true", "1")  # xs:boolean's two spellings of true
 Children = dict[str, etree._Element]
 Texts = dict[str, str]
 
@@ -373,9 +374,6 @@ def read_document(root: etree._Element) -> Document:
         remarks=text("Remarks", ""),
         source_line=root.sourceline,
     )
-
-
-_TRUE = ("true", "1")
 
 
 def content_hash(element: etree._Element) -> str:

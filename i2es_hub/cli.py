@@ -26,7 +26,9 @@ def _engine() -> Any:
 
 
 def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, default=str, sort_keys=False))
+    # straight to stdout: ingest prints one object per document, and click.echo
+    # costs more than the line is worth there
+    sys.stdout.write(json.dumps(data, default=str) + "\n")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -241,13 +243,12 @@ def ingest(
     pipeline = _pipeline(batch_size=batch_size, policy=policy)
     candidates = pipeline.prepare_paths(files, sender, channel, sizes)
     counts: Counter[str] = Counter()
-    write = sys.stdout.write  # one line per document: click.echo costs more
     for result in _progress(pipeline.commit_all(candidates), len(files)):
         counts[result.outcome] += 1
         if as_json:
-            write(json.dumps(result.to_json(), default=str) + "\n")
+            _emit_json(result.to_json())
         else:
-            write(_describe(result) + "\n")
+            sys.stdout.write(_describe(result) + "\n")
     summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing"
     click.echo(
         f"ingested {sum(counts.values())} documents from {len(files)} files: {summary}",

@@ -233,10 +233,7 @@ def bulk_collection() -> Iterator[None]:
     with _bulk_lock:
         if _bulk_runs == 0:
             _saved_threshold = gc.get_threshold()
-            gc.freeze()
-            gc.set_threshold(
-                max(_saved_threshold[0], GC_THRESHOLD), *_saved_threshold[1:]
-            )
+            _collect_rarely()
         _bulk_runs += 1
     try:
         yield
@@ -246,6 +243,13 @@ def bulk_collection() -> Iterator[None]:
             if _bulk_runs == 0:
                 gc.set_threshold(*_saved_threshold)
                 gc.unfreeze()
+
+
+def _collect_rarely() -> None:
+    """Freeze what is alive now out of the scans; collect young objects rarely."""
+    gc.freeze()
+    threshold = gc.get_threshold()
+    gc.set_threshold(max(threshold[0], GC_THRESHOLD), *threshold[1:])
 
 
 _bulk_lock = threading.Lock()
@@ -274,9 +278,7 @@ _worker: tuple[Preparer, str, str] | None = None
 def _init_worker(references: list[ReferenceList], sender: str, channel: str) -> None:
     global _worker
     _worker = (Preparer(references), sender, channel)
-    # the worker only prepares documents: collect cycles rarely, as in bulk ingest
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+    _collect_rarely()  # a worker lives for one bulk run: nothing to restore
 
 
 WorkItem = tuple[

@@ -309,19 +309,15 @@ def _tune_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
-
-
 @functools.cache
 def _insert_plan(
     dialect: Any, table: Table, columns: tuple[str, ...]
 ) -> tuple[str, tuple[Any, ...]]:
-    """The driver-level INSERT for ``columns`` and each column's bind processor."""
-    mark = _PLACEHOLDERS[dialect.paramstyle]
+    """SQLite's driver-level INSERT for ``columns``, and each column's processor."""
     quote = dialect.identifier_preparer.quote
     sql = (
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
-        f"VALUES ({', '.join(mark for _ in columns)})"
+        f"VALUES ({', '.join('?' for _ in columns)})"
     )
     processors = tuple(
         table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns
