@@ -108,10 +108,16 @@ def schema_findings(element: etree._Element, label: str) -> list[Finding]:
 
 
 # ----- the document model -------------------------------------------------------
+#
+# The model's records (and the findings and submissions that travel with them) are
+# read-only by convention, not frozen: a frozen dataclass's __init__ sets every field
+# through object.__setattr__, about ten times the cost of a plain one, and each
+# ingested document builds them twice (read in a worker, rebuilt when unpickled for
+# the commit stage). Change one with dataclasses.replace, never in place.
 
 
 @by_fields
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Party:
     """An importer or exporter: name, full address, country."""
 
@@ -124,7 +130,7 @@ class Party:
 
 
 @by_fields
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Line:
     """One line of a document; for endorsements ``quantity`` is what was received."""
 
@@ -142,7 +148,7 @@ class Line:
 
 
 @by_fields
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ref:
     """A reference to another document, as quoted by the sender."""
 
@@ -154,7 +160,7 @@ class Ref:
 
 
 @by_fields
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Document:
     """A canonical document, read from validated XML."""
 

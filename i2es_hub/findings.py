@@ -89,7 +89,7 @@ SEVERITY: dict[Code, Severity] = {
 
 
 @by_fields
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Finding:
     """One thing a rule found about a document.
 

@@ -49,6 +49,7 @@ PREPARE_WORKERS = 3
 PREPARE_CHUNK = 250
 PREPARE_WINDOW = 4  # chunks in flight per worker: more than a batch's worth
 PARALLEL_MIN_FILES = 1000
+RAMP_START = 50  # documents in the first chunk and the first transaction
 
 
 class Preparer:
@@ -281,6 +282,14 @@ def _init_worker(references: list[ReferenceList], sender: str, channel: str) -> 
     _collect_rarely()  # a worker lives for one bulk run: nothing to restore
 
 
+def _chunks(items: Iterator[WorkItem]) -> Iterator[list[WorkItem]]:
+    """Work items in chunks for the workers: a few small ones first."""
+    size = RAMP_START
+    while chunk := list(itertools.islice(items, size)):
+        yield chunk
+        size = min(size * 2, PREPARE_CHUNK)
+
+
 WorkItem = tuple[
     str, Any, str
 ]  # ("path", path, file name) | ("doc", bytes, source) | ("done", Candidate, "")
@@ -382,8 +391,9 @@ class Pipeline:
             initializer=_init_worker,
             initargs=(self.references, sender, channel),
         ) as pool:
-            # A bounded window of chunks in flight keeps memory flat.
-            chunks = iter(lambda: list(itertools.islice(items, PREPARE_CHUNK)), [])
+            # A bounded window of chunks in flight keeps memory flat. The first
+            # chunks are small so the commit stage has work while the rest fill.
+            chunks = _chunks(items)
             pending: deque[Future[list[Candidate]]] = deque()
             for chunk in itertools.islice(chunks, workers * PREPARE_WINDOW):
                 pending.append(pool.submit(_prepare_items, chunk))
@@ -401,12 +411,16 @@ class Pipeline:
     def commit_all(self, candidates: Iterable[Candidate]) -> Iterator[Result]:
         """Commit prepared candidates in batches; yields results after each commit."""
         batch: list[Candidate] = []
+        # The first transactions are smaller: the commit stage starts as soon as
+        # the first documents are prepared instead of waiting for a whole batch.
+        limit = min(RAMP_START, self.batch_size)
         with bulk_collection():
             for candidate in candidates:
                 batch.append(candidate)
-                if len(batch) >= self.batch_size:
+                if len(batch) >= limit:
                     yield from self._commit(batch)
                     batch = []
+                    limit = min(limit * 2, self.batch_size)
             if batch:
                 yield from self._commit(batch)
 

@@ -280,7 +280,20 @@ def get_engine(url: str | None = None) -> Engine:
         _tune_sqlite(engine)
     else:
         engine = create_engine(url, pool_pre_ping=True)
+    _engines.append(engine)
     return engine
+
+
+def dispose_engines() -> None:
+    """Close every engine this process opened (for a process about to exit)."""
+    if get_engine.cache_info().currsize:
+        for engine in _engines:
+            engine.dispose()
+        _engines.clear()
+        get_engine.cache_clear()
+
+
+_engines: list[Engine] = []
 
 
 def _tune_sqlite(engine: Engine) -> None:

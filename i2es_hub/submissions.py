@@ -14,7 +14,7 @@ Identity = tuple[str, str, str]  # (issuer, doc_type, number)
 
 
 @by_fields
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Submission:
     """Bytes received from a sender, with where they came from.
 
