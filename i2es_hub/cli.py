@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
@@ -14,15 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy import select
 
-from i2es_hub import db, outbox, store
 from i2es_hub.errors import HubError
+
+# Commands import the database layer (SQLAlchemy: a fifth of a second) when they
+# run, not here: `ingest` starts its prepare workers before loading it.
 
 log = logging.getLogger("i2es_hub")
 
 
 def _engine() -> Any:
+    from i2es_hub import store
+
     return store.get_engine()
 
 
@@ -59,7 +63,8 @@ def main() -> None:
         # write-ahead log back in), then keep interpreter shutdown from running the
         # cycle collector over the whole heap once more (70-80 ms after a bulk
         # ingest, for nothing).
-        store.dispose_engines()
+        if "i2es_hub.store" in sys.modules:
+            sys.modules["i2es_hub.store"].dispose_engines()
         gc.freeze()
 
 
@@ -90,6 +95,8 @@ def db_group() -> None:
 @db_group.command("upgrade")
 def db_upgrade() -> None:
     """Migrate the database to the latest schema and load the reference data."""
+    from i2es_hub import db
+
     engine = _engine()
     db.upgrade(engine)
     click.echo(f"database is up to date: {engine.url.render_as_string(True)}")
@@ -249,19 +256,26 @@ def ingest(
     any document was rejected (it is then in quarantine with its findings).
     """
     from i2es_hub.policy import Policy
+    from i2es_hub.prepare import PrepareWorkers, worth_parallel
 
     sender = sender.upper()
     policy = Policy.from_file(policy_file) if policy_file else None
     sizes = _file_sizes(files)
-    pipeline = _pipeline(batch_size=batch_size, policy=policy)
-    candidates = pipeline.prepare_paths(files, sender, channel, sizes)
-    counts: Counter[str] = Counter()
-    for result in _progress(pipeline.commit_all(candidates), len(files)):
-        counts[result.outcome] += 1
-        if as_json:
-            _emit_json(result.to_json())
-        else:
-            sys.stdout.write(_describe(result) + "\n")
+    # Many files: the prepare workers start now and parse while this process
+    # loads the database layer and the reference lists.
+    workers = (
+        PrepareWorkers(files, sizes, sender, channel) if worth_parallel(sizes) else None
+    )
+    with workers or contextlib.nullcontext():
+        pipeline = _pipeline(batch_size=batch_size, policy=policy)
+        candidates = pipeline.prepare_paths(files, sender, channel, sizes, workers)
+        counts: Counter[str] = Counter()
+        for result in _progress(pipeline.commit_all(candidates), len(files)):
+            counts[result.outcome] += 1
+            if as_json:
+                _emit_json(result.to_json())
+            else:
+                sys.stdout.write(_describe(result) + "\n")
     summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing"
     click.echo(
         f"ingested {sum(counts.values())} documents from {len(files)} files: {summary}",
@@ -292,6 +306,10 @@ def documents_list(
     as_json: bool,
 ) -> None:
     """List documents, newest first."""
+    from sqlalchemy import select
+
+    from i2es_hub import store
+
     d = store.documents
     query = select(d).order_by(d.c.updated_at.desc(), d.c.id).limit(limit)
     if issuer:
@@ -321,6 +339,8 @@ def documents_show(ref: str, as_json: bool) -> None:
 
     REF is the document id, or ISSUER/TYPE/NUMBER (e.g. KE/import-authorization/X1).
     """
+    from i2es_hub import outbox, store
+
     with store.read_transaction(_engine()) as conn:
         info = outbox.document_status(conn, ref)
     if info is None:
@@ -372,6 +392,8 @@ def outbox_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def outbox_list(recipient: str, state: str | None, limit: int, as_json: bool) -> None:
     """List deliveries addressed to COUNTRY, oldest first."""
+    from i2es_hub import outbox, store
+
     with store.read_transaction(_engine()) as conn:
         rows = outbox.list_deliveries(conn, recipient.upper(), state=state, limit=limit)
     if as_json:
@@ -390,6 +412,8 @@ def outbox_list(recipient: str, state: str | None, limit: int, as_json: bool) ->
 )
 def outbox_replay(ids: tuple[str, ...], recipient: str | None) -> None:
     """Make failed (parked) deliveries pending again; the next push retries them."""
+    from i2es_hub import outbox, store
+
     with store.write_transaction(_engine()) as conn:
         count = outbox.replay_failed(
             conn,
@@ -413,6 +437,10 @@ def quarantine_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def quarantine_list(show_all: bool, as_json: bool) -> None:
     """List quarantined input, newest first."""
+    from sqlalchemy import select
+
+    from i2es_hub import store
+
     q = store.quarantine
     query = select(
         q.c.id,
@@ -484,6 +512,7 @@ def reference_group() -> None:
 )
 def reference_load(file: Path, replace: bool) -> None:
     """Load a reference list (YAML, the layout of i2es_hub/data/reference.yaml)."""
+    from i2es_hub import db, store
     from i2es_hub.reference import load_reference_file
 
     ref = load_reference_file(file)
@@ -513,6 +542,7 @@ def estimates_load(file: Path) -> None:
     A later confirmed_on for the same key supersedes the earlier figure. A file with
     a malformed row loads nothing; the error names the line.
     """
+    from i2es_hub import store
     from i2es_hub.estimates import load_estimates, parse_estimates
 
     rows = parse_estimates(file.read_text(encoding="utf-8"), str(file))
@@ -530,6 +560,7 @@ def prohibitions_group() -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def prohibitions_load(file: Path) -> None:
     """Load a CSV: country,substance,since."""
+    from i2es_hub import store
     from i2es_hub.estimates import load_prohibitions, parse_prohibitions
 
     rows = parse_prohibitions(file.read_text(encoding="utf-8"), str(file))
@@ -554,6 +585,7 @@ def balance(
     country: str, substance: str | None, year: int | None, as_json: bool
 ) -> None:
     """Figure in force, reserved, consumed and available, in grams of base."""
+    from i2es_hub import store
     from i2es_hub.ledger import balances
 
     with store.read_transaction(_engine()) as conn:
@@ -579,6 +611,7 @@ def balance(
 @click.option("--json", "as_json", is_flag=True)
 def reconcile_command(country: str, year: int, as_json: bool) -> None:
     """Authorized, exported, received and remaining; open export authorizations."""
+    from i2es_hub import store
     from i2es_hub.reconcile import reconcile
 
     with store.read_transaction(_engine()) as conn:
@@ -636,6 +669,10 @@ def held_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def held_list(as_json: bool) -> None:
     """List held documents with the findings that held them."""
+    from sqlalchemy import select
+
+    from i2es_hub import store
+
     d, v = store.documents, store.document_versions
     query = (
         select(

@@ -12,14 +12,14 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from sqlalchemy import select
-from sqlalchemy.engine import Connection
 
-from i2es_hub import store
 from i2es_hub.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 BUILTIN_REFERENCE = Path(__file__).parent / "data" / "reference.yaml"
 
@@ -130,6 +130,12 @@ def base_grams(grams_of_form: Decimal, factor: Decimal) -> Decimal:
 
 def reference_lists(conn: Connection) -> list[ReferenceList]:
     """Every stored reference list, oldest first."""
+    # The database layer is imported here: the prepare workers use this module
+    # and are started before it is loaded.
+    from sqlalchemy import select
+
+    from i2es_hub import store
+
     t = store.reference_lists
     rows = conn.execute(select(t.c.body).order_by(t.c.effective_from)).scalars()
     return [parse_reference(body, "database reference_lists") for body in rows]

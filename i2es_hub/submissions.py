@@ -89,6 +89,9 @@ class Candidate:
     bases: dict[int, Decimal] = field(default_factory=dict)
     identity_hint: tuple[str, str, str] | None = None
     digest: str = ""
+    # False while the document rules have not run (prepared before the reference
+    # lists were known; see prepare.PrepareWorkers)
+    checked: bool = True
 
     @property
     def identity(self) -> Identity | None:

@@ -139,3 +139,30 @@ def test_ingest_refuses_a_missing_file_or_a_folder_before_storing_anything(
     # nothing was ingested by the refused runs: the example is new now
     [row] = rows(hub("ingest", "--json", "--from", "KE", good, check=True).stdout)
     assert row["outcome"] == "accepted"
+
+
+def test_many_files_are_checked_alike_before_and_after_the_workers_get_the_lists(
+    hub, tmp_path: Path
+):
+    # From 1,000 files on, ingest prepares in worker processes started before the
+    # reference lists are read; the first documents are prepared without them.
+    hub("db", "upgrade", check=True)
+    example = (EXAMPLES / "import-authorization.xml").read_bytes()
+    folder = tmp_path / "many"
+    folder.mkdir()
+    n, unknown = 1200, {0, 1, 600, 1199}
+    for i in range(n):
+        data = example.replace(b"KE-IA-2026-00042", f"KE-IA-M-{i:05d}".encode())
+        if i in unknown:
+            data = data.replace(b">morphine<", b">unobtainium<")
+        (folder / f"{i:05d}.xml").write_bytes(data)
+    files = sorted(str(p) for p in folder.iterdir())
+    r = hub("ingest", "--json", "--from", "KE", *files)
+    assert r.returncode == 1
+    out = rows(r.stdout)
+    assert [row["document"]["number"] for row in out] == [
+        f"KE-IA-M-{i:05d}" for i in range(n)
+    ]
+    assert {i for i, row in enumerate(out) if row["outcome"] == "rejected"} == unknown
+    for i in unknown:
+        assert "UNKNOWN_SUBSTANCE" in {f["code"] for f in out[i]["findings"]}

@@ -275,7 +275,7 @@ def test_connector_input_replays_through_its_mapping(engine):
 def test_a_file_read_for_ingest_is_whole_even_when_its_size_was_stale(tmp_path):
     # the size comes from fstat; a file that grew after it, or a size that is
     # larger than what one read returns, must still be read to its end
-    from i2es_hub.ingest import _read_whole
+    from i2es_hub.prepare import _read_whole
 
     path = tmp_path / "doc.xml"
     path.write_bytes(b"x" * 100_000)
@@ -308,3 +308,39 @@ def test_collector_settings_come_back_after_overlapping_bulk_runs(engine, exampl
     [result] = Pipeline(engine).ingest([submission])
     assert result.outcome == "accepted"
     assert (gc.get_threshold(), gc.get_freeze_count()) == (before, frozen)
+
+
+def test_candidates_prepared_before_the_reference_lists_get_the_rules(
+    engine, example, tmp_path
+):
+    import concurrent.futures
+
+    from i2es_hub.prepare import PrepareWorkers
+
+    paths = []
+    for i in range(40):
+        data = edit(
+            example["import-authorization"], **{"c:DocumentNumber": f"KE-IA-EARLY-{i}"}
+        )
+        if i % 10 == 0:
+            data = data.replace(b">morphine<", b">unobtainium<")
+        path = tmp_path / f"{i:03d}.xml"
+        path.write_bytes(data)
+        paths.append(str(path))
+    sizes = [os.path.getsize(p) for p in paths]
+    with PrepareWorkers(paths, sizes, "KE", "test") as workers:
+        # every chunk is prepared before the workers are given the lists
+        concurrent.futures.wait(workers._pending)
+        pipeline = Pipeline(engine)
+        candidates = list(
+            pipeline.prepare_paths(paths, "KE", "test", sizes, workers=workers)
+        )
+    assert all(c.checked for c in candidates)
+    unknown = [
+        i
+        for i, c in enumerate(candidates)
+        if "UNKNOWN_SUBSTANCE" in {f.code for f in c.findings}
+    ]
+    assert unknown == [0, 10, 20, 30]
+    # the base quantities the rules compute are there too (1000 g pentahydrate)
+    assert candidates[1].bases == {1: pytest.approx(752, abs=1)}

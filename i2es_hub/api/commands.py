@@ -1,7 +1,7 @@
 """CLI commands for the API: ``serve`` and ``tokens``.
 
-FastAPI and uvicorn are imported inside ``serve`` only, so every other command
-starts without them.
+FastAPI and uvicorn are imported inside ``serve`` only, and the database layer
+inside the token commands, so every other command starts without them.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ import json
 import logging
 
 import click
-
-from i2es_hub import store, tokens
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +65,8 @@ def tokens_group() -> None:
 @click.option("--label", default="", help="A note: which system holds the token.")
 def tokens_create(country: str, label: str) -> None:
     """Create a token for COUNTRY; it is printed once, as the last word."""
+    from i2es_hub import store, tokens
+
     with store.write_transaction(store.get_engine()) as conn:
         new = tokens.create(conn, country, label)
     click.echo(
@@ -81,6 +81,8 @@ def tokens_create(country: str, label: str) -> None:
 @click.argument("token_id")
 def tokens_revoke(token_id: str) -> None:
     """Revoke the token with TOKEN_ID; requests with it get 401 at once."""
+    from i2es_hub import store, tokens
+
     with store.write_transaction(store.get_engine()) as conn:
         info = tokens.revoke(conn, token_id)
     click.echo(f"revoked API token {info.id} of {info.country}")
@@ -91,6 +93,8 @@ def tokens_revoke(token_id: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON list.")
 def tokens_list(country: str | None, as_json: bool) -> None:
     """List tokens: id, country, label, created, revoked (never the token)."""
+    from i2es_hub import store, tokens
+
     with store.read_transaction(store.get_engine()) as conn:
         rows = tokens.list_tokens(conn, country)
     if as_json:
