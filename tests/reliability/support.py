@@ -279,8 +279,9 @@ def rest_receiver(
         str(port),
         "--journal",
         str(journal),
-        "--token",
-        token,
+        # one argument: a token may start with "-", which argparse would take
+        # for an option
+        f"--token={token}",
     ]
     if tls is not None:
         argv += ["--certfile", str(tls[0]), "--keyfile", str(tls[1])]
