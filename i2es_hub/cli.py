@@ -6,8 +6,6 @@ import contextlib
 import gc
 import json
 import logging
-import os
-import stat
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -130,31 +128,6 @@ def _describe(result: Any) -> str:
     return line
 
 
-def _file_sizes(files: tuple[str, ...]) -> list[int]:
-    """The size of each input file, refusing what is missing or not a file.
-
-    One ``stat`` per file: an ingest of many thousand files names each of them, and
-    click's own path check costs three system calls and a ``Path`` per name.
-    """
-    sizes = []
-    for name in files:
-        try:
-            info = os.stat(name)
-        except OSError as exc:
-            raise click.BadParameter(
-                f"cannot read {name!r}: {exc.strerror}; check the path",
-                param_hint="FILES",
-            ) from exc
-        if not stat.S_ISREG(info.st_mode):
-            raise click.BadParameter(
-                f"{name!r} is not a regular file; name the files inside it "
-                "(for example DIR/*.xml)",
-                param_hint="FILES",
-            )
-        sizes.append(info.st_size)
-    return sizes
-
-
 def _progress(results: Iterator[Any], total_files: int) -> Iterator[Any]:
     """Show a progress line on a terminal for long runs."""
     if not sys.stderr.isatty():
@@ -256,16 +229,15 @@ def ingest(
     any document was rejected (it is then in quarantine with its findings).
     """
     from i2es_hub.policy import Policy
-    from i2es_hub.prepare import PrepareWorkers, worth_parallel
+    from i2es_hub.prepare import PrepareWorkers, checked_sizes
 
     sender = sender.upper()
     policy = Policy.from_file(policy_file) if policy_file else None
-    sizes = _file_sizes(files)
-    # Many files: the prepare workers start now and parse while this process
-    # loads the database layer and the reference lists.
-    workers = (
-        PrepareWorkers(files, sizes, sender, channel) if worth_parallel(sizes) else None
-    )
+    # Many files: the prepare workers start now, check the rest of the files and
+    # parse while this process loads the database layer and the reference lists.
+    # A file that cannot be read is refused before anything is stored.
+    workers = PrepareWorkers.for_files(files, sender, channel)
+    sizes = None if workers else checked_sizes(files)
     with workers or contextlib.nullcontext():
         pipeline = _pipeline(batch_size=batch_size, policy=policy)
         candidates = pipeline.prepare_paths(files, sender, channel, sizes, workers)

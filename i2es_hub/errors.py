@@ -57,6 +57,10 @@ class RejectedInput(HubError, ValueError):
     """Input that breaks a rule; it is quarantined and the sender told why."""
 
 
+class InputFileError(HubError, ValueError):
+    """A file named for ingest cannot be read (missing, not a regular file)."""
+
+
 class AccessDenied(HubError, PermissionError):
     """The caller's country may not submit or read this document."""
 
@@ -68,6 +72,7 @@ class ConflictError(HubError):
 __all__ = [
     "AccessDenied",
     "ConfigError",
+    "InputFileError",
     "ConflictError",
     "HubError",
     "PermanentTransportError",

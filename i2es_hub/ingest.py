@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -34,6 +33,7 @@ from i2es_hub.prepare import (
     GC_THRESHOLD,
     Preparer,
     PrepareWorkers,
+    checked_sizes,
     collect_rarely,
     worth_parallel,
 )
@@ -128,13 +128,13 @@ class Pipeline:
                 lists were read (the command line starts them early); they get
                 the lists now.
         """
-        if sizes is None:
-            sizes = [os.stat(p).st_size for p in paths]
-        if workers is None and not worth_parallel(sizes):
-            for path in paths:
-                yield from self.prepare_path(path, sender, channel)
-            return
         if workers is None:
+            if sizes is None:
+                sizes = checked_sizes(paths)
+            if not worth_parallel(sizes):
+                for path in paths:
+                    yield from self.prepare_path(path, sender, channel)
+                return
             workers = PrepareWorkers(paths, sizes, sender, channel, self.references)
         else:
             workers.send_references(self.references)

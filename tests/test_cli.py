@@ -166,3 +166,28 @@ def test_many_files_are_checked_alike_before_and_after_the_workers_get_the_lists
     assert {i for i, row in enumerate(out) if row["outcome"] == "rejected"} == unknown
     for i in unknown:
         assert "UNKNOWN_SUBSTANCE" in {f["code"] for f in out[i]["findings"]}
+
+
+def test_a_missing_file_among_thousands_is_refused_before_anything_is_stored(
+    hub, tmp_path: Path
+):
+    # Past the first chunks, the files are checked by a prepare worker while the
+    # command loads the database layer; the refusal still comes first.
+    hub("db", "upgrade", check=True)
+    example = (EXAMPLES / "import-authorization.xml").read_bytes()
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(3400):
+        number = f"KE-IA-R-{i:05d}".encode()
+        (folder / f"{i:05d}.xml").write_bytes(
+            example.replace(b"KE-IA-2026-00042", number)
+        )
+    files = sorted(str(p) for p in folder.iterdir())
+    missing = str(tmp_path / "gone.xml")
+    r = hub("ingest", "--from", "KE", *files[:3300], missing, *files[3300:])
+    assert r.returncode == 2
+    assert "cannot read" in r.stderr and "gone.xml" in r.stderr
+    assert json.loads(hub("documents", "list", "--json", check=True).stdout) == []
+    r = hub("ingest", "--from", "KE", *files, str(folder))
+    assert r.returncode == 2 and "not a regular file" in r.stderr
+    assert json.loads(hub("documents", "list", "--json", check=True).stdout) == []
