@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -66,10 +67,8 @@ def _wait(url: str, timeout: float) -> httpx.Response:
 class DevTools:
     """A minimal DevTools protocol client for one page."""
 
-    def __init__(self, ws_url: str) -> None:
-        from websockets.sync.client import connect
-
-        self.ws = connect(ws_url, max_size=50_000_000)
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
         self.next_id = 0
 
     def call(self, method: str, **params: object) -> dict:
@@ -128,32 +127,34 @@ def test_ui_lists_the_hub_dags(airflow_home: Path, dags_folder: Path) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        from websockets.sync.client import connect
+
         try:
             _wait(f"http://127.0.0.1:{debug_port}/json/version", timeout=30)
             pages = httpx.get(f"http://127.0.0.1:{debug_port}/json/list").json()
             page = next(p for p in pages if p["type"] == "page")
-            tools = DevTools(page["webSocketDebuggerUrl"])
-            tools.call("Network.enable")
-            tools.call("Network.setCookie", name="_token", value=token, url=base)
-            tools.call("Page.enable")
-            tools.call("Page.navigate", url=f"{base}/dags")
-            text = ""
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                text = tools.call(
-                    "Runtime.evaluate", expression="document.body.innerText"
-                )["result"].get("value", "")
-                if "connector_ke-ppb" in text and "hub_alerts" in text:
-                    break
-                time.sleep(1)
-            shot = tools.call("Page.captureScreenshot", format="png")
-            target = (
-                ROOT / "docs" / "airflow-ui.png"
-                if os.environ.get("I2ES_HUB_UPDATE_SCREENSHOT") == "1"
-                else Path(tempfile.gettempdir()) / "i2es-airflow-ui.png"
-            )
-            target.write_bytes(base64.b64decode(shot["data"]))
-            tools.ws.close()
+            with connect(page["webSocketDebuggerUrl"], max_size=50_000_000) as ws:
+                tools = DevTools(ws)
+                tools.call("Network.enable")
+                tools.call("Network.setCookie", name="_token", value=token, url=base)
+                tools.call("Page.enable")
+                tools.call("Page.navigate", url=f"{base}/dags")
+                text = ""
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    text = tools.call(
+                        "Runtime.evaluate", expression="document.body.innerText"
+                    )["result"].get("value", "")
+                    if "connector_ke-ppb" in text and "hub_alerts" in text:
+                        break
+                    time.sleep(1)
+                shot = tools.call("Page.captureScreenshot", format="png")
+                target = (
+                    ROOT / "docs" / "airflow-ui.png"
+                    if os.environ.get("I2ES_HUB_UPDATE_SCREENSHOT") == "1"
+                    else Path(tempfile.gettempdir()) / "i2es-airflow-ui.png"
+                )
+                target.write_bytes(base64.b64decode(shot["data"]))
         finally:
             browser.terminate()
             browser.wait(timeout=20)
