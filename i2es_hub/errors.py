@@ -72,9 +72,9 @@ class ConflictError(HubError):
 __all__ = [
     "AccessDenied",
     "ConfigError",
-    "InputFileError",
     "ConflictError",
     "HubError",
+    "InputFileError",
     "PermanentTransportError",
     "RejectedInput",
     "TransientTransportError",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import EXAMPLES
@@ -11,6 +12,21 @@ from tests.helpers import batch
 
 def rows(out: str) -> list[dict]:
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def many_files(
+    folder: Path,
+    n: int,
+    prefix: str,
+    change: Callable[[int, bytes], bytes] = lambda i, data: data,
+) -> list[str]:
+    """``n`` copies of the example import authorization, numbered PREFIX-00000 on."""
+    folder.mkdir()
+    example = (EXAMPLES / "import-authorization.xml").read_bytes()
+    for i in range(n):
+        data = example.replace(b"KE-IA-2026-00042", f"{prefix}-{i:05d}".encode())
+        (folder / f"{i:05d}.xml").write_bytes(change(i, data))
+    return sorted(str(p) for p in folder.iterdir())
 
 
 def test_example_chain_through_the_cli(hub, tmp_path: Path):
@@ -147,16 +163,12 @@ def test_many_files_are_checked_alike_before_and_after_the_workers_get_the_lists
     # From 1,000 files on, ingest prepares in worker processes started before the
     # reference lists are read; the first documents are prepared without them.
     hub("db", "upgrade", check=True)
-    example = (EXAMPLES / "import-authorization.xml").read_bytes()
-    folder = tmp_path / "many"
-    folder.mkdir()
     n, unknown = 1200, {0, 1, 600, 1199}
-    for i in range(n):
-        data = example.replace(b"KE-IA-2026-00042", f"KE-IA-M-{i:05d}".encode())
-        if i in unknown:
-            data = data.replace(b">morphine<", b">unobtainium<")
-        (folder / f"{i:05d}.xml").write_bytes(data)
-    files = sorted(str(p) for p in folder.iterdir())
+
+    def unknown_substance(i: int, data: bytes) -> bytes:
+        return data.replace(b">morphine<", b">unobtainium<") if i in unknown else data
+
+    files = many_files(tmp_path / "many", n, "KE-IA-M", unknown_substance)
     r = hub("ingest", "--json", "--from", "KE", *files)
     assert r.returncode == 1
     out = rows(r.stdout)
@@ -174,15 +186,8 @@ def test_a_missing_file_among_thousands_is_refused_before_anything_is_stored(
     # Past the first chunks, the files are checked by a prepare worker while the
     # command loads the database layer; the refusal still comes first.
     hub("db", "upgrade", check=True)
-    example = (EXAMPLES / "import-authorization.xml").read_bytes()
     folder = tmp_path / "many"
-    folder.mkdir()
-    for i in range(3400):
-        number = f"KE-IA-R-{i:05d}".encode()
-        (folder / f"{i:05d}.xml").write_bytes(
-            example.replace(b"KE-IA-2026-00042", number)
-        )
-    files = sorted(str(p) for p in folder.iterdir())
+    files = many_files(folder, 3400, "KE-IA-R")
     missing = str(tmp_path / "gone.xml")
     r = hub("ingest", "--from", "KE", *files[:3300], missing, *files[3300:])
     assert r.returncode == 2
