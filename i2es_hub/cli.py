@@ -17,7 +17,7 @@ import click
 from i2es_hub.errors import HubError
 
 # Commands import the database layer (SQLAlchemy: a fifth of a second) when they
-# run, not here: `ingest` starts its prepare workers before loading it.
+# run, not here: `ingest` starts its prepare process before loading it.
 
 log = logging.getLogger("i2es_hub")
 
@@ -26,6 +26,10 @@ def _engine() -> Any:
     from i2es_hub import store
 
     return store.get_engine()
+
+
+def _json_line(result: Any) -> str:
+    return json.dumps(result.to_json(), default=str)
 
 
 def _emit_json(data: Any) -> None:
@@ -128,19 +132,19 @@ def _describe(result: Any) -> str:
     return line
 
 
-def _progress(results: Iterator[Any], total_files: int) -> Iterator[Any]:
-    """Show a progress line on a terminal for long runs."""
+def _progress(batches: Iterator[list[Any]], total_files: int) -> Iterator[list[Any]]:
+    """Show a progress line on a terminal for long runs (after each batch)."""
     if not sys.stderr.isatty():
-        yield from results
+        yield from batches
         return
     count = 0
-    for result in results:
-        count += 1
-        if count % 500 == 0:
+    for results in batches:
+        count += len(results)
+        if count >= 500:
             click.echo(
                 f"\r{count} documents ({total_files} files)...", err=True, nl=False
             )
-        yield result
+        yield results
     if count >= 500:
         click.echo("", err=True)
 
@@ -229,25 +233,25 @@ def ingest(
     any document was rejected (it is then in quarantine with its findings).
     """
     from i2es_hub.policy import Policy
-    from i2es_hub.prepare import PrepareWorkers, checked_sizes
+    from i2es_hub.prepare import PrepareProcess, checked_sizes
 
     sender = sender.upper()
     policy = Policy.from_file(policy_file) if policy_file else None
-    # Many files: the prepare workers start now, check the rest of the files and
-    # parse while this process loads the database layer and the reference lists.
+    # Many files: the prepare process starts now, checks the rest of the files and
+    # parses while this process loads the database layer and the reference lists.
     # A file that cannot be read is refused before anything is stored.
-    workers = PrepareWorkers.for_files(files, sender, channel)
-    sizes = None if workers else checked_sizes(files)
-    with workers or contextlib.nullcontext():
+    preparing = PrepareProcess.for_files(files, sender, channel)
+    sizes = None if preparing else checked_sizes(files)
+    with preparing or contextlib.nullcontext():
         pipeline = _pipeline(batch_size=batch_size, policy=policy)
-        candidates = pipeline.prepare_paths(files, sender, channel, sizes, workers)
+        candidates = pipeline.prepare_paths(files, sender, channel, sizes, preparing)
         counts: Counter[str] = Counter()
-        for result in _progress(pipeline.commit_all(candidates), len(files)):
-            counts[result.outcome] += 1
-            if as_json:
-                _emit_json(result.to_json())
-            else:
-                sys.stdout.write(_describe(result) + "\n")
+        describe = _json_line if as_json else _describe
+        batches = pipeline.commit_batches(candidates)
+        for results in _progress(batches, len(files)):
+            counts.update(result.outcome for result in results)
+            # one write per committed batch: stdout may be unbuffered
+            sys.stdout.write("".join([describe(result) + "\n" for result in results]))
     summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing"
     click.echo(
         f"ingested {sum(counts.values())} documents from {len(files)} files: {summary}",

@@ -32,8 +32,8 @@ from i2es_hub import store
 from i2es_hub.policy import Policy
 from i2es_hub.prepare import (
     GC_THRESHOLD,
+    PrepareProcess,
     Preparer,
-    PrepareWorkers,
     checked_sizes,
     collect_rarely,
     worth_parallel,
@@ -110,38 +110,37 @@ class Pipeline:
         sender: str,
         channel: str = "cli",
         sizes: Sequence[int] | None = None,
-        workers: PrepareWorkers | None = None,
+        preparing: PrepareProcess | None = None,
     ) -> Iterator[Candidate]:
-        """Prepare many files in input order, on worker processes when it pays.
+        """Prepare many files in input order, in a prepare process when it pays.
 
-        Large batch files are streamed here and their documents handed to the
-        workers; small files are read by the workers themselves. The commit stage
-        stays in this process and in order, so a document that depends on an
-        earlier one (an export authorization after its import authorization)
-        always sees it.
+        The prepare process reads the files (and streams large batch files)
+        itself. The commit stage stays in this process and in order, so a
+        document that depends on an earlier one (an export authorization after
+        its import authorization) always sees it.
 
         Args:
             paths: The files, in the order their documents are committed.
             sender: The sending country.
             channel: The channel recorded in the audit trail.
             sizes: Each file's size, when the caller has them already.
-            workers: Workers already started for these files, before the reference
-                lists were read (the command line starts them early); they get
-                the lists now.
+            preparing: A prepare process already started for these files, before
+                the reference lists were read (the command line starts it early);
+                it gets the lists now.
         """
-        if workers is None:
+        if preparing is None:
             if sizes is None:
                 sizes = checked_sizes(paths)
             if not worth_parallel(sizes):
                 for path in paths:
                     yield from self.prepare_path(path, sender, channel)
                 return
-            workers = PrepareWorkers(paths, sizes, sender, channel, self.references)
+            preparing = PrepareProcess(paths, sizes, sender, channel, self.references)
         else:
-            workers.send_references(self.references)
+            preparing.send_references(self.references)
         check = self.preparer.check
-        with workers:
-            for candidate in workers.candidates():
+        with preparing:
+            for candidate in preparing.candidates():
                 if not candidate.checked:  # prepared before the lists arrived
                     check(candidate)
                 yield candidate
@@ -152,15 +151,20 @@ class Pipeline:
 
     def commit_all(self, candidates: Iterable[Candidate]) -> Iterator[Result]:
         """Commit prepared candidates in batches; yields results after each commit."""
+        for results in self.commit_batches(candidates):
+            yield from results
+
+    def commit_batches(self, candidates: Iterable[Candidate]) -> Iterator[list[Result]]:
+        """Commit prepared candidates in batches; yields each batch's results."""
         batch: list[Candidate] = []
         with bulk_collection():
             for candidate in candidates:
                 batch.append(candidate)
                 if len(batch) >= self.batch_size:
-                    yield from self._commit(batch)
+                    yield self._commit(batch)
                     batch = []
             if batch:
-                yield from self._commit(batch)
+                yield self._commit(batch)
 
     def _commit(self, batch: list[Candidate]) -> list[Result]:
         for attempt in (1, 2, 3):

@@ -1,25 +1,30 @@
 """The first stage of ingest, which needs no database: parse, validate, read, rules.
 
 :class:`Preparer` turns bytes into :class:`~i2es_hub.submissions.Candidate` records.
-For many files it runs in worker processes (:class:`PrepareWorkers`), and the
-command line starts them before it loads the database layer, so they parse and
-validate while the commit process imports SQLAlchemy and reads the reference lists.
-Nothing here imports the database layer.
+For many files, or a large batch file, it runs in a process of its own
+(:class:`PrepareProcess`) beside the commit stage; the command line starts it before
+it loads the database layer, so it parses and validates while the commit process
+imports SQLAlchemy and reads the reference lists. Nothing here imports the
+database layer.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gc
 import itertools
 import multiprocessing
 import os
+import pickle
+import queue
 import stat
-from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+import threading
+import traceback
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO, NamedTuple
 
 from lxml import etree
 
@@ -30,10 +35,8 @@ from i2es_hub.reference import ReferenceList, reference_for
 from i2es_hub.rules import document_findings
 from i2es_hub.submissions import Candidate, Submission
 
-PREPARE_WORKERS = 3
-PREPARE_CHUNK = 250
-PREPARE_WINDOW = 4  # chunks in flight per worker: more than a batch's worth
-START_WINDOW = 3_000  # documents a worker may prepare before the first commit
+PREPARE_CHUNK = 250  # candidates per message to the commit process
+START_WINDOW = 3_000  # documents the prepare process may hold ready
 PARALLEL_MIN_FILES = 1000
 RAMP_START = 50  # documents in the first chunk: results come back sooner
 
@@ -237,67 +240,12 @@ def _read_whole(fd: int, size: int) -> bytes:
     return b"".join(parts)
 
 
-# Worker-process state for parallel preparation (set by the pool initializer).
-_worker: tuple[Preparer, Any, str, str] | None = None
-
-
-def _init_worker(
-    references: list[ReferenceList] | None, later: Any, sender: str, channel: str
-) -> None:
-    global _worker
-    _worker = (Preparer(references), later, sender, channel)
-    collect_rarely()  # a worker lives for one bulk run: nothing to restore
-
-
-WorkItem = tuple[
-    str, Any, str
-]  # ("path", path, file name) | ("doc", bytes, source) | ("done", Candidate, "")
-
-
-def _chunks(items: Iterator[WorkItem]) -> Iterator[list[WorkItem]]:
-    """Work items in chunks for the workers: a few small ones first."""
+def _chunks(candidates: Iterator[Candidate]) -> Iterator[list[Candidate]]:
+    """Candidates in chunks for the commit process: a few small ones first."""
     size = RAMP_START
-    while chunk := list(itertools.islice(items, size)):
+    while chunk := list(itertools.islice(candidates, size)):
         yield chunk
         size = min(size * 2, PREPARE_CHUNK)
-
-
-def _prepare_items(items: list[WorkItem]) -> list[Candidate]:
-    """Worker side: prepare files and streamed documents, in order."""
-    assert _worker is not None
-    preparer, later, sender, channel = _worker
-    if preparer.references is None and not later.empty():
-        preparer.references = later.get()
-    out: list[Candidate] = []
-    for kind, value, source in items:
-        if kind == "path":
-            out += preparer.prepare_path(value, sender, channel, source)
-        elif kind == "doc":
-            out += preparer.prepare(Submission(value, sender, channel, source))
-        else:
-            out.append(value)
-    return out
-
-
-def work_items(
-    preparer: Preparer,
-    paths: Sequence[Path | str],
-    sizes: Iterable[int],
-    sender: str,
-    channel: str,
-) -> Iterator[WorkItem]:
-    """Small files by name (workers read them); large batch files streamed here."""
-    for path, size in zip(paths, sizes, strict=True):
-        name = os.path.basename(path)
-        if size <= xmlsafe.STREAM_THRESHOLD_BYTES:
-            yield ("path", str(path), name)
-            continue
-        sub = Submission(b"", sender, channel, name)
-        for item in preparer.stream_path(Path(path), sub):
-            if isinstance(item, Candidate):
-                yield ("done", item, "")
-            else:
-                yield ("doc", item, name)
 
 
 def checked_sizes(paths: Sequence[Path | str]) -> list[int]:
@@ -332,28 +280,26 @@ def worth_parallel(sizes: Sequence[int]) -> bool:
     return large or len(sizes) >= PARALLEL_MIN_FILES
 
 
-class _LaterSizes:
-    """File sizes: the first known now, the rest from a worker's check."""
+class PrepareProcess:
+    """A forked process preparing a list of files in order, for the commit stage.
 
-    def __init__(self, first: list[int], rest: Future[list[int]] | None) -> None:
-        self.first, self.rest = first, rest
+    The process knows the whole list from the start (it is forked with it), reads
+    and streams the files itself and writes the prepared candidates, a chunk at a
+    time, to a pipe this process reads: the commit stage does nothing but commit,
+    and the prepare process never waits to be given work. A bounded queue of
+    chunks lets it run ahead (more before the first commit, while the commit
+    process loads the database layer) with memory kept flat.
 
-    def __iter__(self) -> Iterator[int]:
-        yield from self.first
-        if self.rest is not None:
-            yield from self.rest.result()
+    One process: the commit stage costs more per document than preparing, so a
+    second one would only wait (measured; see docs/performance.md).
 
+    When the reference lists are not known yet, the process prepares without the
+    document rules until :meth:`send_references` hands them over;
+    :meth:`candidates` yields those early candidates unchecked
+    (``Candidate.checked`` is False) and the caller applies the rules with
+    :meth:`Preparer.check`.
 
-class PrepareWorkers:
-    """Worker processes preparing a list of files, results in input order.
-
-    The first chunks are submitted (and the processes forked) at once. When the
-    reference lists are not known yet, the workers prepare without the document
-    rules until :meth:`send_references` hands them over; :meth:`candidates` yields
-    those early candidates unchecked (``Candidate.checked`` is False) and the
-    caller applies the rules with :meth:`Preparer.check`.
-
-    Use as a context manager: leaving it stops the workers.
+    Use as a context manager: leaving it stops the process.
     """
 
     def __init__(
@@ -364,82 +310,103 @@ class PrepareWorkers:
         channel: str,
         references: list[ReferenceList] | None = None,
     ) -> None:
-        self.count = min(PREPARE_WORKERS, max((os.cpu_count() or 1) - 1, 1))
-        window = START_WINDOW * self.count
-        # Without sizes, this process checks the files of the first chunks (a
-        # chunk more than they hold) and a worker checks the others first thing,
-        # while this process loads the database layer.
-        head = window + PREPARE_CHUNK
-        first = checked_sizes(paths[:head]) if sizes is None else []
+        # Without sizes, this process checks the files of the first chunks and the
+        # prepare process checks the others first thing, while this process loads
+        # the database layer; a bad file is reported before any candidate.
+        first = checked_sizes(paths[:START_WINDOW]) if sizes is None else list(sizes)
+        results_in, results_out = os.pipe()
+        references_in, references_out = os.pipe()
+        _widen(results_out)
+        _widen(references_out)
         context = multiprocessing.get_context("fork")
-        self._later = context.SimpleQueue()
-        self._pool = ProcessPoolExecutor(
-            self.count,
-            mp_context=context,
-            initializer=_init_worker,
-            initargs=(references, self._later, sender, channel),
+        self.process = context.Process(
+            target=_serve,
+            args=(
+                _Job(paths, first, sender, channel, references),
+                results_out,
+                references_in,
+                (results_in, references_out),
+            ),
+            name="i2es-hub prepare",
+            daemon=True,
         )
-        self._rest: Future[list[int]] | None = None
-        known: Iterable[int] | None = sizes
-        if known is None:
-            if len(paths) > head:
-                self._rest = self._pool.submit(checked_sizes, paths[head:])
-            known = _LaterSizes(first, self._rest)
-        items = work_items(Preparer(references), paths, known, sender, channel)
-        self._chunks = _chunks(items)
-        # A bounded window of chunks in flight keeps memory flat; before the
-        # first commit it is wider, so the workers are not idle while this
-        # process loads the database layer.
-        self._pending: deque[Future[list[Candidate]]] = deque()
-        queued = 0
-        for chunk in self._chunks:
-            self._pending.append(self._pool.submit(_prepare_items, chunk))
-            queued += len(chunk)
-            if queued >= window:
-                break
+        self.process.start()
+        os.close(results_out)
+        os.close(references_in)
+        self._results: BinaryIO | None = os.fdopen(results_in, "rb", 1 << 20)
+        self._references: BinaryIO | None = os.fdopen(references_out, "wb")
 
     @classmethod
     def for_files(
         cls, paths: Sequence[Path | str], sender: str, channel: str
-    ) -> PrepareWorkers | None:
-        """Workers started at once for many files, or None when too few to pay.
+    ) -> PrepareProcess | None:
+        """A prepare process started at once for many files, or None for a few.
 
         Raises:
             InputFileError: one of the first files cannot be read (the others are
-                checked by a worker; :meth:`candidates` raises for them).
+                checked by the prepare process; :meth:`candidates` raises for them).
         """
         if len(paths) < PARALLEL_MIN_FILES:
             return None
         return cls(paths, None, sender, channel)
 
     def send_references(self, references: list[ReferenceList]) -> None:
-        """Hand the reference lists to every worker (once, when they are read)."""
-        for _ in range(self.count):
-            self._later.put(references)
+        """Hand the reference lists to the prepare process (once, when read)."""
+        assert self._references is not None, "the prepare process is closed"
+        # The prepare process reads them in a thread of its own, so this never
+        # waits on the results pipe. A process that has prepared everything has
+        # no use for them: the commit stage checks what it prepared without.
+        with contextlib.suppress(BrokenPipeError):
+            pickle.dump(references, self._references, pickle.HIGHEST_PROTOCOL)
+            self._references.flush()
 
     def candidates(self) -> Iterator[Candidate]:
-        """Prepared candidates in input order; the workers stop after the last.
+        """Prepared candidates in input order; the process ends after the last.
 
         Raises:
-            InputFileError: a file checked by a worker cannot be read; raised
-                before the first candidate, so nothing is stored.
+            InputFileError: a file checked by the prepare process cannot be read;
+                raised before the first candidate, so nothing is stored.
+            PrepareProcessError: the prepare process failed or was stopped.
         """
-        if self._rest is not None:
-            self._rest.result()
-        with self._pool:
-            while self._pending:
-                candidates = self._pending.popleft().result()
-                if len(self._pending) < self.count * PREPARE_WINDOW:
-                    nxt = next(self._chunks, None)
-                    if nxt is not None:
-                        self._pending.append(self._pool.submit(_prepare_items, nxt))
-                yield from candidates
+        assert self._results is not None, "the prepare process is closed"
+        results = self._results
+        while True:
+            try:
+                kind, payload = pickle.load(results)
+            except EOFError:
+                self.process.join(5)
+                raise PrepareProcessError(
+                    "the prepare process stopped before it had sent every document "
+                    f"(exit code {self.process.exitcode}); batches committed "
+                    "before it are stored, and ingesting the same files again "
+                    "reports them as duplicates"
+                ) from None
+            if kind == "chunk":
+                yield from payload
+            elif kind == "done":
+                return
+            elif kind == "refused":
+                raise payload
+            else:  # "failed": the prepare process's own traceback
+                raise PrepareProcessError(
+                    f"the prepare process failed:\n{payload}\nbatches committed "
+                    "before it are stored; report this with the traceback"
+                )
 
     def close(self) -> None:
-        """Stop the workers, dropping work not started."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Stop the prepare process, dropping work not yet read."""
+        for stream in (self._references, self._results):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        self._references = self._results = None
+        # with the pipe closed, the process stops at its next write
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
 
-    def __enter__(self) -> PrepareWorkers:
+    def __enter__(self) -> PrepareProcess:
         return self
 
     def __exit__(
@@ -451,9 +418,126 @@ class PrepareWorkers:
         self.close()
 
 
+class PrepareProcessError(RuntimeError):
+    """The prepare process failed or stopped before the end of its list."""
+
+
+class _Job(NamedTuple):
+    paths: Sequence[Path | str]
+    sizes: list[int]  # the first files' sizes (all, when the caller had them)
+    sender: str
+    channel: str
+    references: list[ReferenceList] | None
+
+
+QUEUED_CHUNKS = START_WINDOW // PREPARE_CHUNK
+"""Chunks the prepare process may hold ready beyond what the pipe holds."""
+
+
+def _widen(fd: int) -> None:
+    """Let a pipe hold a chunk or more (Linux; elsewhere the default stays)."""
+    with contextlib.suppress(AttributeError, OSError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+
+
+PIPE_BYTES = 1 << 20
+
+
+def _serve(
+    job: _Job, results_out: int, references_in: int, theirs: tuple[int, ...]
+) -> None:
+    """The prepare process: prepare every file in order, results to the pipe."""
+    for fd in theirs:  # the commit process's ends: EOF must reach it when this ends
+        os.close(fd)
+    collect_rarely()  # the process lives for one bulk run: nothing to restore
+    ready: queue.Queue[bytes | None] = queue.Queue(QUEUED_CHUNKS)
+    stopped = threading.Event()  # the commit process stopped reading
+    sender = threading.Thread(
+        target=_send, args=(ready, results_out, stopped), daemon=True
+    )
+    sender.start()
+    preparer = Preparer(job.references)
+    if job.references is None:
+        threading.Thread(
+            target=_receive, args=(references_in, preparer), daemon=True
+        ).start()
+
+    def put(kind: str, payload: Any) -> None:
+        if stopped.is_set():
+            raise _Stopped
+        ready.put(pickle.dumps((kind, payload), pickle.HIGHEST_PROTOCOL))
+
+    try:
+        sizes: list[int] = job.sizes
+        if len(job.paths) > len(sizes):
+            try:
+                sizes = sizes + checked_sizes(job.paths[len(sizes) :])
+            except InputFileError as exc:
+                put("refused", exc)
+                return
+        for chunk in _chunks(_prepare_all(preparer, job, sizes)):
+            put("chunk", chunk)
+        put("done", None)
+    except _Stopped:
+        pass
+    except BaseException:
+        with contextlib.suppress(_Stopped):
+            put("failed", traceback.format_exc())
+    finally:
+        ready.put(None)  # never blocks for long: the sender drains the queue
+        sender.join()
+
+
+class _Stopped(Exception):
+    """The commit process closed the pipe: stop preparing."""
+
+
+def _prepare_all(
+    preparer: Preparer, job: _Job, sizes: Sequence[int]
+) -> Iterator[Candidate]:
+    for path, size in zip(job.paths, sizes, strict=True):
+        name = os.path.basename(path)
+        if size <= xmlsafe.STREAM_THRESHOLD_BYTES:
+            yield from preparer.prepare_path(path, job.sender, job.channel, name)
+            continue
+        sub = Submission(b"", job.sender, job.channel, name)
+        for item in preparer.stream_path(Path(path), sub):
+            if isinstance(item, Candidate):
+                yield item
+            else:
+                yield from preparer.prepare(
+                    Submission(item, job.sender, job.channel, name)
+                )
+
+
+def _send(ready: queue.Queue[bytes | None], fd: int, stopped: threading.Event) -> None:
+    """Write queued chunks to the pipe (a thread: writing releases the GIL).
+
+    When the commit process has closed its end, the rest of the queue is drained
+    and dropped, so the preparing thread is never left blocked on a full queue.
+    """
+    while (data := ready.get()) is not None:
+        if stopped.is_set():
+            continue
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError:  # EPIPE: nobody reads any more
+            stopped.set()
+    os.close(fd)
+
+
+def _receive(fd: int, preparer: Preparer) -> None:
+    """Take the reference lists when the commit process sends them."""
+    with os.fdopen(fd, "rb") as stream, contextlib.suppress(EOFError, OSError):
+        preparer.references = pickle.load(stream)
+
+
 __all__ = [
     "Candidate",
-    "PrepareWorkers",
+    "PrepareProcess",
+    "PrepareProcessError",
     "Preparer",
     "Submission",
     "checked_sizes",

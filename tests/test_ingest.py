@@ -310,12 +310,57 @@ def test_collector_settings_come_back_after_overlapping_bulk_runs(engine, exampl
     assert (gc.get_threshold(), gc.get_freeze_count()) == (before, frozen)
 
 
+def _numbered_files(example, folder, count: int) -> list[str]:
+    paths = []
+    for i in range(count):
+        data = edit(
+            example["import-authorization"], **{"c:DocumentNumber": f"KE-IA-P-{i}"}
+        )
+        path = folder / f"{i:05d}.xml"
+        path.write_bytes(data)
+        paths.append(str(path))
+    return paths
+
+
+def test_a_prepare_process_that_dies_is_reported_not_taken_for_the_end(
+    example, tmp_path
+):
+    import signal
+
+    from i2es_hub.prepare import PrepareProcess, PrepareProcessError
+
+    paths = _numbered_files(example, tmp_path, 1200)
+    sizes = [os.path.getsize(p) for p in paths]
+    with PrepareProcess(paths, sizes, "KE", "test") as preparing:
+        os.kill(preparing.process.pid, signal.SIGKILL)
+        received = []
+        with pytest.raises(PrepareProcessError, match="stopped before") as caught:
+            received.extend(preparing.candidates())
+    assert len(received) < len(paths)
+    assert "exit code -9" in str(caught.value)
+
+
+def test_a_failure_in_the_prepare_process_comes_back_with_its_traceback(
+    example, tmp_path
+):
+    from i2es_hub.prepare import PrepareProcess, PrepareProcessError
+
+    paths = _numbered_files(example, tmp_path, 1200)
+    sizes = [os.path.getsize(p) for p in paths]
+    os.remove(paths[700])  # gone after its size was taken
+    with PrepareProcess(paths, sizes, "KE", "test") as preparing:
+        received = []
+        with pytest.raises(PrepareProcessError) as caught:
+            received.extend(preparing.candidates())
+    assert len(received) <= 700
+    assert "FileNotFoundError" in str(caught.value)
+    assert "00700.xml" in str(caught.value)
+
+
 def test_candidates_prepared_before_the_reference_lists_get_the_rules(
     engine, example, tmp_path
 ):
-    import concurrent.futures
-
-    from i2es_hub.prepare import PrepareWorkers
+    from i2es_hub.prepare import PrepareProcess
 
     paths = []
     for i in range(40):
@@ -328,12 +373,14 @@ def test_candidates_prepared_before_the_reference_lists_get_the_rules(
         path.write_bytes(data)
         paths.append(str(path))
     sizes = [os.path.getsize(p) for p in paths]
-    with PrepareWorkers(paths, sizes, "KE", "test") as workers:
-        # every chunk is prepared before the workers are given the lists
-        concurrent.futures.wait(workers._pending)
+    with PrepareProcess(paths, sizes, "KE", "test") as preparing:
+        # every document is prepared before the process is given the lists: it
+        # ends once its last chunk is in the pipe (40 documents fit)
+        preparing.process.join(60)
+        assert preparing.process.exitcode == 0
         pipeline = Pipeline(engine)
         candidates = list(
-            pipeline.prepare_paths(paths, "KE", "test", sizes, workers=workers)
+            pipeline.prepare_paths(paths, "KE", "test", sizes, preparing=preparing)
         )
     assert all(c.checked for c in candidates)
     unknown = [
