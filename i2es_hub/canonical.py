@@ -263,19 +263,25 @@ def _decimal(value: str) -> Decimal:
 def _party(element: etree._Element | None) -> Party | None:
     if element is None:
         return None
-    fields, texts = _children(element)
-    address = fields.get("Address")
-    streets: tuple[str, ...] = ()
-    parts: Texts = {}
-    if address is not None:
-        parts = _children(address)[1]
-        streets = tuple([(s.text or "").strip() for s in address.iterchildren(_STREET)])
+    # One walk over the party and its address: their element names do not repeat.
+    texts: Texts = {}
+    streets: list[str] = []
+    for child in element.iter():
+        tag = child.tag
+        if tag.__class__ is not str:
+            continue
+        text = child.text
+        text = text.strip() if text else ""
+        if tag == _STREET:
+            streets.append(text)
+        else:
+            texts[tag[_NS_LEN:]] = text
     return Party(
         name=texts.get("Name", ""),
-        street=streets,
-        city=parts.get("City", ""),
-        postal_code=parts.get("PostalCode", ""),
-        country=parts.get("Country", ""),
+        street=tuple(streets),
+        city=texts.get("City", ""),
+        postal_code=texts.get("PostalCode", ""),
+        country=texts.get("Country", ""),
         licence=texts.get("LicenceNumber", ""),
     )
 

@@ -14,8 +14,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from i2es_hub.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -100,6 +98,8 @@ def parse_reference(data: Any, origin: str) -> ReferenceList:
 
 def load_reference_file(path: Path) -> ReferenceList:
     """Read and validate a reference YAML file."""
+    import yaml  # here: the prepare stage imports this module at every CLI start
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:

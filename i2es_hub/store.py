@@ -17,7 +17,7 @@ import operator
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -326,16 +326,25 @@ def _tune_sqlite(engine: Engine) -> None:
 def _insert_plan(
     dialect: Any, table: Table, columns: tuple[str, ...]
 ) -> tuple[str, tuple[Any, ...]]:
-    """SQLite's driver-level INSERT for ``columns``, and each column's processor."""
+    """SQLite's driver-level INSERT for ``columns``, and each column's converter."""
     quote = dialect.identifier_preparer.quote
     sql = (
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
         f"VALUES ({', '.join('?' for _ in columns)})"
     )
-    processors = tuple(
-        table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns
-    )
-    return sql, processors
+    converters: list[Any] = []
+    for name in columns:
+        column_type = table.c[name].type
+        process = column_type.dialect_impl(dialect).bind_processor(dialect)
+        if process is None:
+            converters.append(None)
+        elif isinstance(column_type, Date | Numeric | Boolean):
+            # equal values convert alike (a datetime's time zone makes equal
+            # instants print differently, and JSON values are not hashable)
+            converters.append(functools.partial(_by_value, process))
+        else:
+            converters.append(functools.partial(_each, process))
+    return sql, tuple(converters)
 
 
 def insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -344,37 +353,47 @@ def insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     On SQLite the rows go to the driver as tuples, each value through its column
     type's bind processor (the stored form is the same as ``table.insert()``
     writes), which spares the per-row parameter handling of a compiled statement:
-    the largest single cost of a batch commit. Values repeated from one row to the
-    next (the batch's timestamp) are converted once. Other databases, and rows
-    whose keys differ, take ``table.insert()``.
+    the largest single cost of a batch commit. The work is done a column at a
+    time, and a column's distinct values (the batch's timestamp, its few dates)
+    are converted once each. Other databases, and rows whose keys differ, take
+    ``table.insert()``.
     """
     if not rows:
         return
     columns = tuple(rows[0])
-    width = len(columns)
-    if conn.dialect.name != "sqlite" or any(len(row) != width for row in rows):
+    if conn.dialect.name != "sqlite" or len(set(map(len, rows))) != 1:
         conn.execute(table.insert(), rows)
         return
-    sql, processors = _insert_plan(conn.dialect, table, columns)
+    sql, converters = _insert_plan(conn.dialect, table, columns)
     getter = operator.itemgetter(*columns)
-    if width == 1:
-        values = [[getter(row)] for row in rows]
+    if len(columns) == 1:
+        params: list[Any] = [(value,) for value in map(getter, rows)]
     else:
-        values = [list(getter(row)) for row in rows]
-    for index, process in enumerate(processors):
-        if process is None:
-            continue
-        last: Any = _UNSET
-        converted: Any = None
-        for row_values in values:
-            value = row_values[index]
-            if value is not last:
-                last, converted = value, process(value)
-            row_values[index] = converted
-    conn.exec_driver_sql(sql, [tuple(v) for v in values])
+        params = list(map(getter, rows))
+    if any(converters):
+        by_column: list[Any] = list(zip(*params, strict=True))
+        for index, convert in enumerate(converters):
+            if convert is not None:
+                by_column[index] = convert(by_column[index])
+        params = list(zip(*by_column, strict=True))
+    conn.exec_driver_sql(sql, params)
 
 
-_UNSET = object()
+def _each(process: Callable[[Any], Any], values: Sequence[Any]) -> list[Any]:
+    """``process`` applied to each value; once when they are all one object."""
+    first = values[0]
+    if len(set(map(id, values))) == 1:  # the batch's timestamp
+        return [process(first)] * len(values)
+    return [process(value) for value in values]
+
+
+def _by_value(process: Callable[[Any], Any], values: Sequence[Any]) -> list[Any]:
+    """``process`` applied once per distinct value (dates, quantities, flags)."""
+    try:
+        done = {value: process(value) for value in set(values)}
+        return list(map(done.__getitem__, values))
+    except (TypeError, KeyError):  # unhashable, or a NaN (not equal to itself)
+        return [process(value) for value in values]
 
 
 def is_sqlite(engine: Engine) -> bool:

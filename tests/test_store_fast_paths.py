@@ -57,6 +57,68 @@ def test_insert_many_stores_what_table_insert_stores(engine: Engine) -> None:
         }
 
 
+def test_insert_many_converts_each_value_as_table_insert_does(engine: Engine) -> None:
+    # Values are converted a column at a time, once per distinct value: equal
+    # dates and quantities share a conversion, but equal instants written in two
+    # time zones must each keep their own form.
+    utc = dt.datetime(2026, 12, 4, 10, 0, tzinfo=dt.UTC)
+    plus_two = utc.astimezone(dt.timezone(dt.timedelta(hours=2)))
+    first, second = dt.date(2026, 1, 5), dt.date(2026, 7, 1)
+    varied = [
+        (first, None, True, utc, Decimal("1000"), Decimal("752.0")),
+        (first, second, False, plus_two, Decimal("1000.000"), None),
+        (second, second, True, utc, Decimal("0.5"), Decimal("0.376")),
+    ]
+
+    def rows(prefix: str) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+        docs, lines = [], []
+        for i, (issued, until, emergency, updated, qty, base) in enumerate(varied):
+            doc_id = f"{prefix}{i}"
+            docs.append(
+                {
+                    "id": doc_id, "doc_type": "import-authorization", "issuer": "KE",
+                    "number": doc_id, "state": "accepted", "version": 1,
+                    "content_hash": "0" * 64, "issue_date": issued,
+                    "validity_from": issued, "validity_until": until,
+                    "importer_country": "KE", "exporter_country": "DE",
+                    "ref_type": None, "ref_number": None, "ref_country": None,
+                    "linked_id": None, "emergency": emergency, "sender": "KE",
+                    "channel": "test", "created_at": utc, "updated_at": updated,
+                }
+            )  # fmt: skip
+            lines.append(
+                {
+                    "document_id": doc_id, "version": 1, "line_no": 1,
+                    "substance": "morphine", "form": "base", "quantity": qty,
+                    "unit": "g", "base_grams": base,
+                }
+            )  # fmt: skip
+        return docs, lines
+
+    plain_docs, plain_lines = rows("plain")
+    fast_docs, fast_lines = rows("fast")
+    with store.write_transaction(engine) as conn:
+        conn.execute(store.documents.insert(), plain_docs)
+        conn.execute(store.document_lines.insert(), plain_lines)
+        store.insert_many(conn, store.documents, fast_docs)
+        store.insert_many(conn, store.document_lines, fast_lines)
+        # compared as stored (the text SQLite keeps), not only as read back
+        stored = {
+            table: {
+                row[key]: row
+                for row in conn.exec_driver_sql(f"SELECT * FROM {table}").mappings()
+            }
+            for table, key in (("documents", "id"), ("document_lines", "document_id"))
+        }
+
+    names = {"id", "number", "document_id"}  # the prefix differs there, by design
+    for i in range(len(varied)):
+        for rows_by_key in stored.values():
+            plain, fast = rows_by_key[f"plain{i}"], rows_by_key[f"fast{i}"]
+            differing = {name for name in plain if plain[name] != fast[name]}
+            assert differing <= names, (i, dict(plain), dict(fast))
+
+
 def test_insert_many_refuses_rows_whose_keys_differ(engine: Engine) -> None:
     # A row missing a key must not be stored with its values shifted into the
     # wrong columns: the batch fails, as table.insert() would, and nothing stays.
