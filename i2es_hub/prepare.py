@@ -34,6 +34,7 @@ from i2es_hub.findings import Code, Finding
 from i2es_hub.reference import ReferenceList, reference_for
 from i2es_hub.rules import document_findings
 from i2es_hub.submissions import Candidate, Submission
+from i2es_hub.transfer import dump_chunk, load_chunk
 
 PREPARE_CHUNK = 250  # candidates per message to the commit process
 START_WINDOW = 3_000  # documents the prepare process may hold ready
@@ -382,7 +383,7 @@ class PrepareProcess:
                     "reports them as duplicates"
                 ) from None
             if kind == "chunk":
-                yield from payload
+                yield from load_chunk(payload)
             elif kind == "done":
                 return
             elif kind == "refused":
@@ -476,7 +477,7 @@ def _serve(
                 put("refused", exc)
                 return
         for chunk in _chunks(_prepare_all(preparer, job, sizes)):
-            put("chunk", chunk)
+            put("chunk", dump_chunk(chunk))
         put("done", None)
     except _Stopped:
         pass

@@ -137,7 +137,70 @@ def test_insert_many_refuses_rows_whose_keys_differ(engine: Engine) -> None:
         assert conn.execute(select(a.c.id)).all() == []
 
 
-def test_prepared_candidate_survives_the_trip_from_a_worker(
+def test_prepared_candidates_survive_the_trip_from_the_prepare_process(
+    engine: Engine, example: dict[str, bytes]
+) -> None:
+    from i2es_hub.findings import Finding
+    from i2es_hub.transfer import dump_chunk, load_chunk
+
+    pipeline = Pipeline(engine)
+    submissions = [
+        Submission(data, "DE" if name.startswith("export") else "KE", "cli", name)
+        for name, data in sorted(example.items())
+    ]
+    # a document with the optional parts: a second street, a preparation with
+    # its strength and base quantity, an emergency with remarks; a rejected one
+    # (no model, schema findings); bytes that are not XML
+    ea = example["export-authorization"]
+    full = (
+        ea.replace(
+            b"<Street>Popo Road, off Mombasa Road</Street>",
+            b"<Street>Popo Road, off Mombasa Road</Street><Street>Gate 3</Street>",
+        )
+        .replace(
+            b'<Quantity unit="g">1000</Quantity>',
+            b'<PreparationName>MST</PreparationName><Quantity unit="g">1000</Quantity>'
+            b'<StrengthPerUnit unit="mg">10.50</StrengthPerUnit>'
+            b'<BaseQuantity unit="g">752.0</BaseQuantity>',
+        )
+        .replace(
+            b"</ExpectedDispatchDate>",
+            b"</ExpectedDispatchDate><Emergency>true</Emergency><Remarks>r</Remarks>",
+        )
+    )
+    broken = ea.replace(b"<Lines>", b"<Bogus/><Lines>")
+    submissions += [
+        Submission(full, "DE", "cli", "full"),
+        Submission(broken, "DE", "cli", "broken"),
+        Submission(b"not xml", "KE", "api", "junk", original=b"raw bytes"),
+    ]
+    candidates = [c for s in submissions for c in pipeline.prepare(s)]
+    whole = candidates[-3].doc
+    assert whole is not None and whole.emergency and whole.remarks == "r"
+    assert len(whole.importer.street) == 2  # type: ignore[union-attr]
+    assert whole.lines[0].strength == (Decimal("10.50"), "mg")
+    assert [c.doc for c in candidates[-2:]] == [None, None]
+    assert all(c.findings for c in candidates[-2:])
+
+    back = load_chunk(dump_chunk(candidates))
+
+    assert back == candidates
+    for mine, theirs in zip(back, candidates, strict=True):
+        if theirs.doc is not None:
+            assert mine.doc is not None
+            assert mine.doc.source_line == theirs.doc.source_line  # not in ==
+            for line, original in zip(mine.doc.lines, theirs.doc.lines, strict=True):
+                assert isinstance(line.quantity, Decimal)
+                assert str(line.quantity) == str(original.quantity)
+            assert type(mine.doc.doc_type) is type(theirs.doc.doc_type)
+
+    # free-form figures marshal cannot carry: the chunk goes by pickle, intact
+    odd = candidates[0]
+    odd.findings = [Finding("X", "info", "m", figures={"grams": Decimal("1.50")})]
+    assert load_chunk(dump_chunk([odd])) == [odd]
+
+
+def test_prepared_candidate_survives_pickling(
     engine: Engine, example: dict[str, bytes]
 ) -> None:
     pipeline = Pipeline(engine)
