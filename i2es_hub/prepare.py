@@ -163,19 +163,18 @@ class Preparer:
         if small:
             yield from self.prepare(Submission(data, sender, channel, source))
             return
-        sub = Submission(b"", sender, channel, source)
-        for item in self.stream_path(Path(path), sub):
-            if isinstance(item, Candidate):
-                yield item
-            else:
-                yield from self.prepare(Submission(item, sender, channel, source))
+        yield from self.stream_path(
+            Path(path), Submission(b"", sender, channel, source)
+        )
 
-    def stream_path(self, path: Path, sub: Submission) -> Iterator[bytes | Candidate]:
-        """The documents of a large batch file, as bytes, with memory kept flat.
+    def stream_path(self, path: Path, sub: Submission) -> Iterator[Candidate]:
+        """Prepare the documents of a large batch file, with memory kept flat.
 
-        A file over the batch limit, or one that stops being well-formed, yields a
-        failed candidate holding the file's bytes for the quarantine; documents
-        before the break are yielded as usual.
+        Each document is validated and read where it stands in the streamed tree
+        (its own bytes are kept as its original); schema findings give its line in
+        the file. A file over the batch limit, or one that stops being well-formed,
+        yields a failed candidate holding the file's bytes for the quarantine;
+        documents before the break are yielded as usual.
         """
         size = path.stat().st_size
         if size > xmlsafe.MAX_BATCH_FILE_BYTES:
@@ -194,7 +193,8 @@ class Preparer:
                 for element in xmlsafe.stream(
                     fh, list(canonical.ROOTS), canonical.BATCH
                 ):
-                    yield etree.tostring(element)
+                    # done with the element before the stream clears it
+                    yield self.prepare_element(sub, element, None)
             except (xmlsafe.UnsafeXML, xmlsafe.MalformedXML) as exc:
                 code = (
                     Code.UNSAFE_XML
@@ -500,15 +500,9 @@ def _prepare_all(
         name = os.path.basename(path)
         if size <= xmlsafe.STREAM_THRESHOLD_BYTES:
             yield from preparer.prepare_path(path, job.sender, job.channel, name)
-            continue
-        sub = Submission(b"", job.sender, job.channel, name)
-        for item in preparer.stream_path(Path(path), sub):
-            if isinstance(item, Candidate):
-                yield item
-            else:
-                yield from preparer.prepare(
-                    Submission(item, job.sender, job.channel, name)
-                )
+        else:
+            sub = Submission(b"", job.sender, job.channel, name)
+            yield from preparer.stream_path(Path(path), sub)
 
 
 def _send(ready: queue.Queue[bytes | None], fd: int, stopped: threading.Event) -> None:

@@ -113,11 +113,26 @@ def test_large_batch_file_is_streamed(hub, tmp_path: Path):
         .replace(b"KE-IA-2026-00042", f"KE-IA-S-{i}".encode())
         for i in range(40)
     ]
+    docs[20] = docs[20].replace(b"<City>Nairobi</City>", b"")
     path = tmp_path / "big.xml"
-    path.write_bytes(batch(*docs))
+    path.write_bytes(data := batch(*docs))
     hub.env["I2ES_HUB_STREAM_THRESHOLD_BYTES"] = "20000"  # the file is ~60 kB: streamed
-    out = rows(hub("ingest", "--json", "--from", "KE", str(path), check=True).stdout)
-    assert len(out) == 40 and {r["outcome"] for r in out} == {"accepted"}
+    out = rows(hub("ingest", "--json", "--from", "KE", str(path)).stdout)
+    assert len(out) == 40
+    assert [i for i, r in enumerate(out) if r["outcome"] != "accepted"] == [20]
+    # the schema finding gives the line in the batch file, where the element is
+    at = data.index(b"<Address>", data.index(b"KE-IA-S-20"))
+    line = data[:at].count(b"\n") + 1
+    assert any(f"line {line}" in f["message"] for f in out[20]["findings"]), (
+        line,
+        out[20]["findings"],
+    )
+
+    # a document stored from the stream is the same document when sent alone
+    alone = tmp_path / "alone.xml"
+    alone.write_bytes(docs[7])
+    out = rows(hub("ingest", "--json", "--from", "KE", str(alone), check=True).stdout)
+    assert [r["outcome"] for r in out] == ["duplicate"]
 
 
 def test_validate_stores_nothing_and_reports_errors(hub, tmp_path: Path):
