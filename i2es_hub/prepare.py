@@ -291,8 +291,9 @@ class PrepareProcess:
     chunks lets it run ahead (more before the first commit, while the commit
     process loads the database layer) with memory kept flat.
 
-    One process: the commit stage costs more per document than preparing, so a
-    second one would only wait (measured; see docs/performance.md).
+    One process: on two cores the commit stage needs the other one, and the two
+    stages cost about the same per document, so a second prepare process would
+    compete with the commit stage for a core (see docs/performance.md).
 
     When the reference lists are not known yet, the process prepares without the
     document rules until :meth:`send_references` hands them over;
