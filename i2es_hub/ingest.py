@@ -2,9 +2,10 @@
 
 Every channel feeds :class:`Pipeline`. It works in two stages:
 
-1. *Prepare* (no database, :mod:`i2es_hub.prepare`, in worker processes for many
-   files): safe parse, canonical schema validation, reading the model, the rules
-   that need only the document and the reference data.
+1. *Prepare* (no database, :mod:`i2es_hub.prepare`, in a prepare process of its
+   own for many files or a large batch file): safe parse, canonical schema
+   validation, reading the model, the rules that need only the document and the
+   reference data.
 2. *Commit* (one write transaction per batch, :mod:`i2es_hub.writer`): identity
    lookup (duplicate or amendment), the rules that compare with stored documents,
    the estimate ledger, then the document, its version, lines, audit trail, alerts

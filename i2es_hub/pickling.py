@@ -1,9 +1,10 @@
-"""Cheap pickling for the records that cross from prepare workers to the writer.
+"""Cheap pickling for the model records.
 
 Python 3.11 pickles a slotted dataclass through ``dataclasses.fields()`` on every
-object, both ways; for the five or six records of one prepared document that is
-the largest part of handing it from a worker process to the commit stage.
-:func:`by_fields` pickles a dataclass as its constructor arguments instead.
+object, both ways. :func:`by_fields` pickles a dataclass as its constructor
+arguments instead. Prepared candidates normally cross to the commit process as
+marshalled plain values (:mod:`i2es_hub.transfer`); pickle carries a chunk that
+marshal cannot.
 """
 
 from __future__ import annotations

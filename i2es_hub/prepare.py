@@ -45,7 +45,7 @@ RAMP_START = 50  # documents in the first chunk: results come back sooner
 class Preparer:
     """The database-free first stage: parse, validate, read, document rules.
 
-    Holds only the reference lists, so it can run in worker processes.
+    Holds only the reference lists, so it can run in a process of its own.
     """
 
     def __init__(self, references: list[ReferenceList] | None) -> None:
@@ -276,7 +276,7 @@ def checked_sizes(paths: Sequence[Path | str]) -> list[int]:
 
 
 def worth_parallel(sizes: Sequence[int]) -> bool:
-    """Whether preparing these files in worker processes pays for starting them."""
+    """Whether preparing these files in a prepare process pays for starting it."""
     large = any(size > xmlsafe.STREAM_THRESHOLD_BYTES for size in sizes)
     return large or len(sizes) >= PARALLEL_MIN_FILES
 

@@ -130,8 +130,8 @@ def base_grams(grams_of_form: Decimal, factor: Decimal) -> Decimal:
 
 def reference_lists(conn: Connection) -> list[ReferenceList]:
     """Every stored reference list, oldest first."""
-    # The database layer is imported here: the prepare workers use this module
-    # and are started before it is loaded.
+    # The database layer is imported here: the prepare process uses this module
+    # and is started before it is loaded.
     from sqlalchemy import select
 
     from i2es_hub import store

@@ -90,7 +90,7 @@ class Candidate:
     identity_hint: tuple[str, str, str] | None = None
     digest: str = ""
     # False while the document rules have not run (prepared before the reference
-    # lists were known; see prepare.PrepareWorkers)
+    # lists were known; see prepare.PrepareProcess)
     checked: bool = True
 
     @property
