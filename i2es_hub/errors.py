@@ -61,6 +61,10 @@ class InputFileError(HubError, ValueError):
     """A file named for ingest cannot be read (missing, not a regular file)."""
 
 
+class PrepareProcessError(HubError, RuntimeError):
+    """The prepare process of a bulk ingest failed or stopped before its end."""
+
+
 class AccessDenied(HubError, PermissionError):
     """The caller's country may not submit or read this document."""
 
@@ -76,6 +80,7 @@ __all__ = [
     "HubError",
     "InputFileError",
     "PermanentTransportError",
+    "PrepareProcessError",
     "RejectedInput",
     "TransientTransportError",
     "TransportError",

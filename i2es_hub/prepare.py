@@ -29,7 +29,7 @@ from typing import Any, BinaryIO, NamedTuple
 from lxml import etree
 
 from i2es_hub import canonical, xmlsafe
-from i2es_hub.errors import InputFileError
+from i2es_hub.errors import InputFileError, PrepareProcessError
 from i2es_hub.findings import Code, Finding
 from i2es_hub.reference import ReferenceList, reference_for
 from i2es_hub.rules import document_findings
@@ -418,10 +418,6 @@ class PrepareProcess:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-
-class PrepareProcessError(RuntimeError):
-    """The prepare process failed or stopped before the end of its list."""
 
 
 class _Job(NamedTuple):
