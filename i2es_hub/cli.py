@@ -29,12 +29,11 @@ def _engine() -> Any:
 
 
 def _json_line(result: Any) -> str:
+    """A result as ``ingest --json`` prints it (without the newline)."""
     return json.dumps(result.to_json(), default=str)
 
 
 def _emit_json(data: Any) -> None:
-    # straight to stdout: ingest prints one object per document, and click.echo
-    # costs more than the line is worth there
     sys.stdout.write(json.dumps(data, default=str) + "\n")
 
 

@@ -422,7 +422,7 @@ class PrepareProcess:
 
 class _Job(NamedTuple):
     paths: Sequence[Path | str]
-    sizes: list[int]  # the first files' sizes (all, when the caller had them)
+    sizes: list[int]  # the first files' checked sizes (all, when the caller had them)
     sender: str
     channel: str
     references: list[ReferenceList] | None
@@ -466,14 +466,13 @@ def _serve(
         ready.put(pickle.dumps((kind, payload), pickle.HIGHEST_PROTOCOL))
 
     try:
-        sizes: list[int] = job.sizes
-        if len(job.paths) > len(sizes):
+        if len(job.paths) > len(job.sizes):
             try:
-                sizes = sizes + checked_sizes(job.paths[len(sizes) :])
+                checked_sizes(job.paths[len(job.sizes) :])
             except InputFileError as exc:
                 put("refused", exc)
                 return
-        for chunk in _chunks(_prepare_all(preparer, job, sizes)):
+        for chunk in _chunks(_prepare_all(preparer, job)):
             put("chunk", dump_chunk(chunk))
         put("done", None)
     except _Stopped:
@@ -490,16 +489,9 @@ class _Stopped(Exception):
     """The commit process closed the pipe: stop preparing."""
 
 
-def _prepare_all(
-    preparer: Preparer, job: _Job, sizes: Sequence[int]
-) -> Iterator[Candidate]:
-    for path, size in zip(job.paths, sizes, strict=True):
-        name = os.path.basename(path)
-        if size <= xmlsafe.STREAM_THRESHOLD_BYTES:
-            yield from preparer.prepare_path(path, job.sender, job.channel, name)
-        else:
-            sub = Submission(b"", job.sender, job.channel, name)
-            yield from preparer.stream_path(Path(path), sub)
+def _prepare_all(preparer: Preparer, job: _Job) -> Iterator[Candidate]:
+    for path in job.paths:  # prepare_path streams the large ones
+        yield from preparer.prepare_path(path, job.sender, job.channel)
 
 
 def _send(ready: queue.Queue[bytes | None], fd: int, stopped: threading.Event) -> None:
