@@ -7,8 +7,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from i2es_hub.errors import ConfigError
 from i2es_hub.findings import SEVERITY, Finding, Severity
 
@@ -58,6 +56,8 @@ class Policy:
     @classmethod
     def from_file(cls, path: Path) -> Policy:
         """Read a policy YAML file."""
+        import yaml  # here: every ingest imports this module, few read a policy file
+
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:

@@ -27,17 +27,19 @@ PARTIAL = (
 )
 
 
-def _where(column: str) -> dict[str, sa.TextClause]:
-    condition = sa.text(f"{column} IS NOT NULL")
-    return {"sqlite_where": condition, "postgresql_where": condition}
-
-
 def upgrade() -> None:
     op.drop_index("ix_documents_ref_country_ref_number", table_name="documents")
     for table, column in PARTIAL:
         name = f"ix_{table}_{column}"
         op.drop_index(name, table_name=table)
-        op.create_index(name, table, [column], **_where(column))
+        condition = sa.text(f"{column} IS NOT NULL")
+        op.create_index(
+            name,
+            table,
+            [column],
+            sqlite_where=condition,
+            postgresql_where=condition,
+        )
 
 
 def downgrade() -> None:
