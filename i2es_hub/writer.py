@@ -41,6 +41,28 @@ log = logging.getLogger(__name__)
 ACTIVE_STATES = ("accepted", "amended", "endorsed")
 EXPORT_AUTHORIZATION = DocType.EXPORT_AUTHORIZATION.value
 
+# The batch's look-ups, built once: a list given to an expanding parameter at
+# execution is not coerced value by value as a list given to ``in_()`` is.
+_BY_NUMBER = select(store.documents).where(
+    store.documents.c.number.in_(bindparam("numbers", expanding=True))
+)
+# "linked_id IS NULL" stays out of the WHERE clause: that test is made in Python
+# on the few rows found by ref_number, never by an index over the unlinked.
+_QUOTING = (
+    select(
+        store.documents.c.id,
+        store.documents.c.ref_country,
+        store.documents.c.ref_number,
+        store.documents.c.linked_id,
+    )
+    .where(
+        store.documents.c.ref_type == DocType.IMPORT_AUTHORIZATION.value,
+        store.documents.c.ref_number.in_(bindparam("numbers", expanding=True)),
+        store.documents.c.state.in_(ACTIVE_STATES),
+    )
+    .order_by(store.documents.c.created_at)
+)
+
 
 @dataclass(slots=True)
 class DocRow:
@@ -127,12 +149,11 @@ class BatchWriter:
             docs = [c.doc for c in self.candidates if c.doc is not None]
         wanted = self._wanted(docs)
         numbers = sorted({number for _, _, number in wanted})
-        d = store.documents
         # By number alone (indexed), then the identity in Python: a row-value IN
         # over three columns is not an index lookup on every database.
         for start in range(0, len(numbers), 400):
             chunk = numbers[start : start + 400]
-            rows = self.conn.execute(select(d).where(d.c.number.in_(chunk))).mappings()
+            rows = self.conn.execute(_BY_NUMBER, {"numbers": chunk}).mappings()
             for row in rows:
                 identity = (row["issuer"], row["doc_type"], row["number"])
                 if row["id"] in self.by_id or identity not in wanted:
@@ -319,24 +340,12 @@ class BatchWriter:
             for d in docs
             if d.doc_type is DocType.IMPORT_AUTHORIZATION
         ]
-        d = store.documents
         quoted = set(ias)
         numbers = sorted({number for _, number in quoted})
         for start in range(0, len(numbers), 400):
             chunk = numbers[start : start + 400]
-            # "linked_id IS NULL" stays out of the WHERE clause: SQLite's planner
-            # would take the linked_id index for it, and that index holds every
-            # unlinked document ever stored (a scan growing with history, per
-            # batch). The ref_number index finds only the quoting documents.
-            rows = self.conn.execute(
-                select(d.c.id, d.c.ref_country, d.c.ref_number, d.c.linked_id)
-                .where(
-                    d.c.ref_type == DocType.IMPORT_AUTHORIZATION.value,
-                    d.c.ref_number.in_(chunk),
-                    d.c.state.in_(ACTIVE_STATES),
-                )
-                .order_by(d.c.created_at)
-            )
+            # by ref_number (indexed): only the documents quoting these numbers
+            rows = self.conn.execute(_QUOTING, {"numbers": chunk})
             for waiting in rows:
                 key = (str(waiting.ref_country), str(waiting.ref_number))
                 if waiting.linked_id is not None or key not in quoted:
