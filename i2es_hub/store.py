@@ -363,13 +363,8 @@ def _insert_plan(
 def insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """Insert rows that all have the same keys, in one executemany.
 
-    On SQLite the rows go to the driver as tuples, each value through its column
-    type's bind processor (the stored form is the same as ``table.insert()``
-    writes), which spares the per-row parameter handling of a compiled statement:
-    the largest single cost of a batch commit. The work is done a column at a
-    time, and a column's distinct values (the batch's timestamp, its few dates)
-    are converted once each. Other databases, and rows whose keys differ, take
-    ``table.insert()``.
+    On SQLite they go through :func:`insert_tuples`. Other databases, and rows
+    whose keys differ, take ``table.insert()``.
     """
     if not rows:
         return
@@ -377,14 +372,40 @@ def insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     if conn.dialect.name != "sqlite" or len(set(map(len, rows))) != 1:
         conn.execute(table.insert(), rows)
         return
-    sql, converters = _insert_plan(conn.dialect, table, columns)
     getter = operator.itemgetter(*columns)
     if len(columns) == 1:
-        params: list[Any] = [(value,) for value in map(getter, rows)]
+        values: list[Any] = [(value,) for value in map(getter, rows)]
     else:
-        params = list(map(getter, rows))
+        values = list(map(getter, rows))
+    insert_tuples(conn, table, columns, values)
+
+
+def insert_tuples(
+    conn: Connection,
+    table: Table,
+    columns: tuple[str, ...],
+    rows: list[tuple[Any, ...]],
+) -> None:
+    """Insert rows given as tuples of ``columns``' values, in one executemany.
+
+    On SQLite each value goes through its column type's bind processor (the
+    stored form is the same as ``table.insert()`` writes) and the rows go to the
+    driver as they are, which spares the per-row parameter handling of a
+    compiled statement: the largest single cost of a batch commit. The work is
+    done a column at a time, and a column's distinct values (the batch's
+    timestamp, its few dates) are converted once each. Other databases take
+    ``table.insert()``.
+    """
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        named = [dict(zip(columns, row, strict=True)) for row in rows]
+        conn.execute(table.insert(), named)
+        return
+    sql, converters = _insert_plan(conn.dialect, table, columns)
+    params = rows
     if any(converters):
-        by_column: list[Any] = list(zip(*params, strict=True))
+        by_column: list[Any] = list(zip(*rows, strict=True))
         for index, convert in enumerate(converters):
             if convert is not None:
                 by_column[index] = convert(by_column[index])

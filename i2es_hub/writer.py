@@ -41,6 +41,57 @@ log = logging.getLogger(__name__)
 ACTIVE_STATES = ("accepted", "amended", "endorsed")
 EXPORT_AUTHORIZATION = DocType.EXPORT_AUTHORIZATION.value
 
+# Rows of the tables a batch only appends to are built as tuples in these orders
+# (no dictionary to build and take apart again per row; store.insert_tuples).
+VERSION_COLUMNS = (
+    "document_id",
+    "version",
+    "message_id",
+    "content_hash",
+    "outcome",
+    "original",
+    "canonical",
+    "findings",
+    "sender",
+    "channel",
+    "source",
+    "received_at",
+)
+LINE_COLUMNS = (
+    "document_id",
+    "version",
+    "line_no",
+    "substance",
+    "form",
+    "quantity",
+    "unit",
+    "base_grams",
+)
+AUDIT_COLUMNS = (
+    "at",
+    "document_id",
+    "version",
+    "from_state",
+    "to_state",
+    "actor",
+    "reason",
+)
+DELIVERY_COLUMNS = (
+    "id",
+    "recipient",
+    "kind",
+    "document_id",
+    "version",
+    "alert_id",
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "last_error",
+    "created_at",
+    "updated_at",
+    "delivered_at",
+    "acknowledged_at",
+)
 # The batch's look-ups, built once: a list given to an expanding parameter at
 # execution is not coerced value by value as a list given to ``in_()`` is.
 _BY_NUMBER = select(store.documents).where(
@@ -119,6 +170,10 @@ class BatchWriter:
         self.by_id: dict[str, DocRow] = {}
         self.drawn: dict[str, dict[str, Decimal]] = {}
         self.rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.versions: list[tuple[Any, ...]] = []
+        self.lines: list[tuple[Any, ...]] = []
+        self.audits: list[tuple[Any, ...]] = []
+        self.deliveries: list[tuple[Any, ...]] = []
         self.dirty: dict[str, dict[str, Any]] = {}
         self.links: list[dict[str, Any]] = []
         self.waiting_exports: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -488,16 +543,13 @@ class BatchWriter:
                     "replayed_at": None,
                 }
             )
-            self.rows["audit"].append(
-                {
-                    "at": self.now,
-                    "document_id": None,
-                    "version": None,
-                    "from_state": "received",
-                    "to_state": "rejected",
-                    "actor": f"{sub.sender}/{sub.channel}",
-                    "reason": _codes(findings, f"quarantine {quarantine_id}"),
-                }
+            self._audit(
+                None,
+                None,
+                "received",
+                "rejected",
+                f"{sub.sender}/{sub.channel}",
+                _codes(findings, f"quarantine {quarantine_id}"),
             )
         return Result(
             "rejected",
@@ -585,37 +637,38 @@ class BatchWriter:
             self.drawn.pop(target.id, None)  # recomputed with this draw in it
 
         message_id = store.new_id()
-        self.rows["document_versions"].append(
-            {
-                "document_id": doc_id,
-                "version": version,
-                "message_id": message_id,
-                "content_hash": digest,
-                "outcome": "amended" if existing else state,
-                "original": c.original,
+        self.versions.append(
+            (
+                doc_id,
+                version,
+                message_id,
+                digest,
+                "amended" if existing else state,
+                c.original,
                 # empty when the document arrived in canonical form: the original
                 # bytes are then the canonical ones (half the bytes per version)
-                "canonical": b"" if c.canonical == c.original else c.canonical,
-                "findings": [f.to_dict() for f in findings],
-                "sender": sub.sender,
-                "channel": sub.channel,
-                "source": sub.source[:512],
-                "received_at": self.now,
-            }
-        )
-        for line in doc.lines:
-            self.rows["document_lines"].append(
-                {
-                    "document_id": doc_id,
-                    "version": version,
-                    "line_no": line.number,
-                    "substance": line.substance.lower(),
-                    "form": line.form.lower(),
-                    "quantity": line.quantity,
-                    "unit": line.unit,
-                    "base_grams": c.bases.get(line.number),
-                }
+                b"" if c.canonical == c.original else c.canonical,
+                [f.to_dict() for f in findings],
+                sub.sender,
+                sub.channel,
+                sub.source[:512],
+                self.now,
             )
+        )
+        bases = c.bases
+        self.lines += [
+            (
+                doc_id,
+                version,
+                line.number,
+                line.substance.lower(),
+                line.form.lower(),
+                line.quantity,
+                line.unit,
+                bases.get(line.number),
+            )
+            for line in doc.lines
+        ]
         actor = f"{sub.sender}/{sub.channel}"
         self._audit(
             doc_id,
@@ -744,23 +797,24 @@ class BatchWriter:
         version: int | None = None,
         alert_id: str | None = None,
     ) -> None:
-        self.rows["deliveries"].append(
-            {
-                "id": store.new_id(),
-                "recipient": country,
-                "kind": kind,
-                "document_id": doc_id,
-                "version": version,
-                "alert_id": alert_id,
-                "state": "pending",
-                "attempts": 0,
-                "next_attempt_at": self.now,
-                "last_error": None,
-                "created_at": self.now,
-                "updated_at": self.now,
-                "delivered_at": None,
-                "acknowledged_at": None,
-            }
+        now = self.now
+        self.deliveries.append(
+            (
+                store.new_id(),
+                country,
+                kind,
+                doc_id,
+                version,
+                alert_id,
+                "pending",
+                0,
+                now,
+                None,
+                now,
+                now,
+                None,
+                None,
+            )
         )
 
     def transition(self, row: DocRow, state: str, actor: str, reason: str) -> None:
@@ -785,33 +839,24 @@ class BatchWriter:
         actor: str,
         reason: str,
     ) -> None:
-        self.rows["audit"].append(
-            {
-                "at": self.now,
-                "document_id": doc_id,
-                "version": version,
-                "from_state": from_state,
-                "to_state": to_state,
-                "actor": actor[:128],
-                "reason": reason[:512],
-            }
+        self.audits.append(
+            (self.now, doc_id, version, from_state, to_state, actor[:128], reason[:512])
         )
 
     def flush(self) -> None:
         """Write everything the batch decided, in a few multi-row statements."""
-        tables = (
-            "documents",
-            "document_versions",
-            "document_lines",
-            "audit",
-            "alerts",
-            "deliveries",
-            "quarantine",
+        conn, tables = self.conn, store.metadata.tables
+        store.insert_many(conn, tables["documents"], self.rows["documents"])
+        store.insert_tuples(
+            conn, tables["document_versions"], VERSION_COLUMNS, self.versions
         )
-        for name in tables:
-            store.insert_many(
-                self.conn, store.metadata.tables[name], self.rows.get(name, [])
-            )
+        store.insert_tuples(conn, tables["document_lines"], LINE_COLUMNS, self.lines)
+        store.insert_tuples(conn, tables["audit"], AUDIT_COLUMNS, self.audits)
+        store.insert_many(conn, tables["alerts"], self.rows["alerts"])
+        store.insert_tuples(
+            conn, tables["deliveries"], DELIVERY_COLUMNS, self.deliveries
+        )
+        store.insert_many(conn, tables["quarantine"], self.rows["quarantine"])
         d = store.documents
         by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         for doc_id, values in self.dirty.items():
