@@ -139,6 +139,9 @@ class Pipeline:
             preparing = PrepareProcess(paths, sizes, sender, channel, self.references)
         else:
             preparing.send_references(self.references)
+        database = store.sqlite_file(self.engine)
+        if database is not None:
+            preparing.fold_log(database)
         check = self.preparer.check
         with preparing:
             for candidate in preparing.candidates():

@@ -297,6 +297,15 @@ def get_engine(url: str | None = None) -> Engine:
     return engine
 
 
+def sqlite_file(engine: Engine) -> str | None:
+    """The database file behind a SQLite engine; None for any other database."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.query.get("uri"):
+        return None
+    name = url.database
+    return name if name and name != ":memory:" else None
+
+
 def dispose_engines() -> None:
     """Close every engine this process opened (for a process about to exit)."""
     if get_engine.cache_info().currsize:

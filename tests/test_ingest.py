@@ -391,3 +391,38 @@ def test_candidates_prepared_before_the_reference_lists_get_the_rules(
     assert unknown == [0, 10, 20, 30]
     # the base quantities the rules compute are there too (1000 g pentahydrate)
     assert candidates[1].bases == {1: pytest.approx(752, abs=1)}
+
+
+def test_the_prepare_process_folds_the_log_once_everything_is_prepared(
+    example, tmp_path
+):
+    import sqlite3
+    import time
+
+    from i2es_hub.prepare import PrepareProcess
+
+    database = tmp_path / "folded.db"
+    writer = sqlite3.connect(database, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")  # only the prepare process folds
+    writer.execute("CREATE TABLE t (x BLOB)")
+    writer.executemany("INSERT INTO t VALUES (?)", [(os.urandom(1000),)] * 2000)
+    unfolded = database.stat().st_size
+    assert unfolded < 100_000  # the two megabytes are in the write-ahead log
+
+    paths = _numbered_files(example, tmp_path, 20)
+    sizes = [os.path.getsize(p) for p in paths]
+    with PrepareProcess(paths, sizes, "KE", "test") as preparing:
+        preparing.send_references([])
+        preparing.fold_log(str(database))
+        assert len(list(preparing.candidates())) == len(paths)
+        deadline = time.monotonic() + 30
+        while database.stat().st_size < 2_000_000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        folded = database.stat().st_size
+        assert preparing.process.is_alive()  # it folds until the commit side closes
+    preparing.process.join(10)
+    assert preparing.process.exitcode == 0
+    assert folded >= 2_000_000, "the committed rows were not copied into the file"
+    assert writer.execute("SELECT count(*) FROM t").fetchone() == (2000,)
+    writer.close()
