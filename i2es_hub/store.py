@@ -393,9 +393,9 @@ def insert_tuples(
     conn: Connection,
     table: Table,
     columns: tuple[str, ...],
-    rows: list[tuple[Any, ...]],
+    rows: Sequence[Sequence[Any]],
 ) -> None:
-    """Insert rows given as tuples of ``columns``' values, in one executemany.
+    """Insert rows given as sequences of ``columns``' values, in one executemany.
 
     On SQLite each value goes through its column type's bind processor (the
     stored form is the same as ``table.insert()`` writes) and the rows go to the

@@ -41,8 +41,37 @@ log = logging.getLogger(__name__)
 ACTIVE_STATES = ("accepted", "amended", "endorsed")
 EXPORT_AUTHORIZATION = DocType.EXPORT_AUTHORIZATION.value
 
-# Rows of the tables a batch only appends to are built as tuples in these orders
-# (no dictionary to build and take apart again per row; store.insert_tuples).
+# Rows are built as tuples (lists for documents, which a later state change in the
+# batch may update) in these column orders: no dictionary to build and take apart
+# again per row (store.insert_tuples).
+DOCUMENT_VALUES = (
+    "state",
+    "version",
+    "content_hash",
+    "issue_date",
+    "validity_from",
+    "validity_until",
+    "importer_country",
+    "exporter_country",
+    "ref_type",
+    "ref_number",
+    "ref_country",
+    "linked_id",
+    "emergency",
+    "sender",
+    "channel",
+    "updated_at",
+)
+"""The columns a new version sets (an amendment updates the stored row with them)."""
+DOCUMENT_COLUMNS = (
+    "id",
+    "doc_type",
+    "issuer",
+    "number",
+    "created_at",
+    *DOCUMENT_VALUES,
+)
+_DOCUMENT_INDEX = {name: i for i, name in enumerate(DOCUMENT_COLUMNS)}
 VERSION_COLUMNS = (
     "document_id",
     "version",
@@ -170,6 +199,7 @@ class BatchWriter:
         self.by_id: dict[str, DocRow] = {}
         self.drawn: dict[str, dict[str, Decimal]] = {}
         self.rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.documents: dict[str, list[Any]] = {}  # new documents' rows, by id
         self.versions: list[tuple[Any, ...]] = []
         self.lines: list[tuple[Any, ...]] = []
         self.audits: list[tuple[Any, ...]] = []
@@ -581,24 +611,27 @@ class BatchWriter:
             if ref
             else None
         )
-        values: dict[str, Any] = {
-            "state": state,
-            "version": version,
-            "content_hash": digest,
-            "issue_date": doc.issue_date,
-            "validity_from": doc.validity_from,
-            "validity_until": doc.validity_until,
-            "importer_country": doc.importing_country,
-            "exporter_country": doc.exporting_country,
-            "ref_type": ref.doc_type.value if ref else None,
-            "ref_number": ref.number if ref else None,
-            "ref_country": ref.country if ref else None,
-            "linked_id": target.id if target else None,
-            "emergency": doc.emergency,
-            "sender": sub.sender,
-            "channel": sub.channel,
-            "updated_at": self.now,
-        }
+        ref_number = ref.number if ref else None
+        ref_country = ref.country if ref else None
+        linked_id = target.id if target else None
+        values = (
+            state,
+            version,
+            digest,
+            doc.issue_date,
+            doc.validity_from,
+            doc.validity_until,
+            doc.importing_country,
+            doc.exporting_country,
+            ref.doc_type.value if ref else None,
+            ref_number,
+            ref_country,
+            linked_id,
+            doc.emergency,
+            sub.sender,
+            sub.channel,
+            self.now,
+        )
         if existing is None:
             row = DocRow(
                 doc_id,
@@ -610,28 +643,26 @@ class BatchWriter:
                 digest,
                 doc.importing_country,
                 doc.exporting_country,
-                values["ref_number"],
-                values["ref_country"],
-                values["linked_id"],
+                ref_number,
+                ref_country,
+                linked_id,
                 doc.emergency,
                 new=True,
             )
             self.remember(row)
-            self.rows["documents"].append(
-                {
-                    "id": doc_id,
-                    "doc_type": doc.doc_type.value,
-                    "issuer": doc.issuer,
-                    "number": doc.number,
-                    "created_at": self.now,
-                    **values,
-                }
-            )
+            self.documents[doc_id] = [
+                doc_id,
+                row.doc_type,
+                doc.issuer,
+                doc.number,
+                self.now,
+                *values,
+            ]
         else:
             row = existing
             row.state, row.version, row.content_hash = state, version, digest
-            row.linked_id = values["linked_id"]
-            self._change(row, values)
+            row.linked_id = linked_id
+            self._change(row, dict(zip(DOCUMENT_VALUES, values, strict=True)))
         row.authorization = StoredAuthorization(doc_id, doc, c.bases)
         if doc.doc_type is DocType.EXPORT_AUTHORIZATION and target is not None:
             self.drawn.pop(target.id, None)  # recomputed with this draw in it
@@ -825,8 +856,9 @@ class BatchWriter:
 
     def _change(self, row: DocRow, values: dict[str, Any]) -> None:
         if row.new:
-            pending = next(r for r in self.rows["documents"] if r["id"] == row.id)
-            pending.update(values)
+            pending = self.documents[row.id]
+            for name, value in values.items():
+                pending[_DOCUMENT_INDEX[name]] = value
         else:
             self.dirty.setdefault(row.id, {}).update(values)
 
@@ -846,7 +878,9 @@ class BatchWriter:
     def flush(self) -> None:
         """Write everything the batch decided, in a few multi-row statements."""
         conn, tables = self.conn, store.metadata.tables
-        store.insert_many(conn, tables["documents"], self.rows["documents"])
+        store.insert_tuples(
+            conn, tables["documents"], DOCUMENT_COLUMNS, list(self.documents.values())
+        )
         store.insert_tuples(
             conn, tables["document_versions"], VERSION_COLUMNS, self.versions
         )
