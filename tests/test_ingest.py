@@ -187,9 +187,7 @@ def test_export_authorization_before_its_import_authorization_is_linked_later(
     assert ea_row["linked_id"] == ia_row["id"]
 
 
-def test_cancellation_routes_to_the_recipient_and_closes_the_document(engine, example):
-    ia = one(engine, example["import-authorization"], "KE")
-    cancel = b"""<?xml version="1.0" encoding="UTF-8"?>
+CANCEL_EXAMPLE_IA = b"""<?xml version="1.0" encoding="UTF-8"?>
 <Cancellation xmlns="urn:i2es-hub:canonical:1" schemaVersion="1.0">
   <DocumentNumber>KE-CX-2026-1</DocumentNumber><IssuingCountry>KE</IssuingCountry>
   <IssuingAuthority>Pharmacy and Poisons Board</IssuingAuthority>
@@ -198,6 +196,11 @@ def test_cancellation_routes_to_the_recipient_and_closes_the_document(engine, ex
     <IssuingCountry>KE</IssuingCountry></Cancels>
   <Reason>tender withdrawn</Reason>
 </Cancellation>"""
+
+
+def test_cancellation_routes_to_the_recipient_and_closes_the_document(engine, example):
+    ia = one(engine, example["import-authorization"], "KE")
+    cancel = CANCEL_EXAMPLE_IA
     result = one(engine, cancel, "KE")
     assert result.outcome == "accepted" and result.deliveries == ["DE"]
     with engine.connect() as conn:
@@ -220,6 +223,30 @@ def test_cancellation_routes_to_the_recipient_and_closes_the_document(engine, ex
         "DE",
     )
     assert other.outcome == "rejected" and "SENDER_NOT_ISSUER" in codes(other)
+
+
+def test_a_document_cancelled_in_the_batch_that_stores_it_is_stored_cancelled(
+    engine, example
+):
+    submissions = [
+        Submission(example["import-authorization"], "KE", "test", "ia.xml"),
+        Submission(CANCEL_EXAMPLE_IA, "KE", "test", "cancel.xml"),
+    ]
+    ia, cancel = Pipeline(engine).ingest(submissions)
+    assert (ia.outcome, cancel.outcome) == ("accepted", "accepted")
+    with engine.connect() as conn:
+        row = outbox.find_document(conn, ia.document_id)
+        a = store.audit
+        trail = conn.execute(
+            select(a.c.from_state, a.c.to_state)
+            .where(a.c.document_id == ia.document_id)
+            .order_by(a.c.id)
+        ).all()
+    assert row is not None and row["state"] == "cancelled"
+    assert [tuple(t) for t in trail] == [
+        ("received", "accepted"),
+        ("accepted", "cancelled"),
+    ]
 
 
 def test_rendered_delivery_carries_the_warnings_with_the_document(engine, example):
