@@ -705,8 +705,8 @@ class Ledger:
                 ),
                 updates,
             )
-        new = [self._row(x) for x in self.by_id.values() if x.new]
-        store.insert_many(self.conn, h, new)
+        new = [_values(x) for x in self.by_id.values() if x.new]
+        store.insert_tuples(self.conn, h, HOLDING_COLUMNS, new)
         changed = [
             {f"b_{k}": v for k, v in self._row(x).items()}
             for x in self.by_id.values()
@@ -739,21 +739,43 @@ class Ledger:
 
     @staticmethod
     def _row(x: Holding) -> dict[str, Any]:
-        return {
-            "id": x.id,
-            "document_id": x.document_id,
-            "substance": x.substance,
-            "kind": str(x.kind),
-            "country": x.country,
-            "year": x.year,
-            "quantity": x.quantity,
-            "reserved": x.reserved,
-            "drawn": x.drawn,
-            "ia_holding_id": x.ia_holding_id,
-            "consumed": x.consumed,
-            "consumed_year": x.consumed_year,
-            "open": x.open,
-        }
+        return dict(zip(HOLDING_COLUMNS, _values(x), strict=True))
+
+
+HOLDING_COLUMNS = (
+    "id",
+    "document_id",
+    "substance",
+    "kind",
+    "country",
+    "year",
+    "quantity",
+    "reserved",
+    "drawn",
+    "ia_holding_id",
+    "consumed",
+    "consumed_year",
+    "open",
+)
+
+
+def _values(x: Holding) -> tuple[Any, ...]:
+    """A holding's stored values, in the order of HOLDING_COLUMNS."""
+    return (
+        x.id,
+        x.document_id,
+        x.substance,
+        str(x.kind),
+        x.country,
+        x.year,
+        x.quantity,
+        x.reserved,
+        x.drawn,
+        x.ia_holding_id,
+        x.consumed,
+        x.consumed_year,
+        x.open,
+    )
 
 
 # ----- queries --------------------------------------------------------------------
