@@ -715,21 +715,10 @@ class Ledger:
         if changed:
             from sqlalchemy import bindparam
 
-            cols = (
-                "quantity",
-                "reserved",
-                "drawn",
-                "ia_holding_id",
-                "consumed",
-                "consumed_year",
-                "open",
-                "country",
-                "year",
-            )
             self.conn.execute(
                 h.update()
                 .where(h.c.id == bindparam("b_id"))
-                .values({c: bindparam(f"b_{c}") for c in cols}),
+                .values({c: bindparam(f"b_{c}") for c in HOLDING_CHANGES}),
                 changed,
             )
         for x in self.by_id.values():
@@ -757,6 +746,12 @@ HOLDING_COLUMNS = (
     "consumed_year",
     "open",
 )
+
+
+HOLDING_CHANGES = tuple(
+    c for c in HOLDING_COLUMNS if c not in ("id", "document_id", "substance", "kind")
+)
+"""The columns a stored holding's change may update (not what identifies it)."""
 
 
 def _values(x: Holding) -> tuple[Any, ...]:
