@@ -301,7 +301,9 @@ class PrepareProcess:
     document rules until :meth:`send_references` hands them over;
     :meth:`candidates` yields those early candidates unchecked
     (``Candidate.checked`` is False) and the caller applies the rules with
-    :meth:`Preparer.check`.
+    :meth:`Preparer.check`. Told a SQLite database with :meth:`fold_log`, the
+    process checkpoints its write-ahead log once everything is prepared, until it
+    is stopped.
 
     Use as a context manager: leaving it stops the process.
     """
