@@ -86,6 +86,8 @@ SEVERITY: dict[Code, Severity] = {
     Code.ALREADY_ENDORSED: Severity.WARNING,
     Code.DOCUMENT_CLOSED: Severity.ERROR,
 }
+_STORED = {code: (code.value, severity.value) for code, severity in SEVERITY.items()}
+"""Each code's (code, severity) as stored, read once (an enum's value is a lookup)."""
 
 
 @by_fields
@@ -114,9 +116,8 @@ class Finding:
     @classmethod
     def of(cls, code: Code, message: str, **kwargs: Any) -> Finding:
         """Build a finding with the code's published severity."""
-        return cls(
-            code=code.value, severity=SEVERITY[code].value, message=message, **kwargs
-        )
+        code_value, severity = _STORED[code]
+        return cls(code=code_value, severity=severity, message=message, **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for JSON output and storage, without empty keys."""
@@ -125,10 +126,12 @@ class Finding:
             "severity": self.severity,
             "message": self.message,
         }
-        for key in ("line", "path", "source_line"):
-            value = getattr(self, key)
-            if value is not None:
-                out[key] = value
+        if self.line is not None:
+            out["line"] = self.line
+        if self.path is not None:
+            out["path"] = self.path
+        if self.source_line is not None:
+            out["source_line"] = self.source_line
         if self.figures is not None:
             out["figures"] = dict(self.figures)
         return out
@@ -136,4 +139,16 @@ class Finding:
 
 def is_rejecting(findings: list[Finding]) -> bool:
     """True when any finding is an error."""
-    return any(f.severity == Severity.ERROR for f in findings)
+    return has_severity(findings, Severity.ERROR)
+
+
+def has_severity(findings: list[Finding], severity: Severity) -> bool:
+    """True when any finding has ``severity``.
+
+    A loop, not ``any()`` over a generator: the commit stage asks this several
+    times for every document, most often of one or two findings.
+    """
+    for f in findings:  # noqa: SIM110 (see the docstring)
+        if f.severity == severity:
+            return True
+    return False

@@ -135,6 +135,7 @@ class Ledger:
         self.by_id: dict[str, Holding] = {}
         self._figures: dict[tuple[str, str, int, bool], Decimal | None] = {}
         self._prohibited: dict[tuple[str, str], dt.date | None] = {}
+        self._substances: dict[tuple[str, dt.date], Substance | None] = {}
         self.postgres = conn.dialect.name == "postgresql"
 
     # ----- loading and locking -------------------------------------------------
@@ -255,6 +256,17 @@ class Ledger:
 
     # ----- reference figures ----------------------------------------------------
 
+    def _substance(self, name: str, day: dt.date) -> Substance | None:
+        """The reference entry for ``name`` on ``day``, looked up once a batch."""
+        if self.substance_of is None:
+            return None
+        key = (name, day)
+        try:
+            return self._substances[key]
+        except KeyError:
+            found = self._substances[key] = self.substance_of(name, day)
+            return found
+
     def figure(
         self, country: str, substance: str, year: int, narcotic: bool
     ) -> Decimal | None:
@@ -350,25 +362,24 @@ class Ledger:
         """
         demand = max(demand, ZERO)
         country = doc.importing_country or ""
-        info = (
-            self.substance_of(substance, doc.issue_date) if self.substance_of else None
-        )
+        info = self._substance(substance, doc.issue_date)
         if info is not None and info.convention == "1971" and info.schedule == "I":
             return []  # Schedule I psychotropics have no assessments
         narcotic = info is None or info.is_narcotic
         word = "estimate" if narcotic else "assessment"
         figure = self.figure(country, substance, year, narcotic)
         if figure is None:
+            grams = str(demand)
             return [
                 Finding.of(
                     Code.NO_ESTIMATE,
                     f"{doc.label} line {line}: {country} has no {word} on file for "
-                    f"{substance} in {year}; {demand} g base could not be checked",
+                    f"{substance} in {year}; {grams} g base could not be checked",
                     line=line,
                     figures={
                         "substance": substance,
                         "year": year,
-                        "this_document": str(demand),
+                        "this_document": grams,
                     },
                 )
             ]
@@ -398,7 +409,8 @@ class Ledger:
         ]
 
     def _holding(self, doc_id: str, substance: str, kind: str, key: Key) -> Holding:
-        existing = self.by_doc.get(doc_id, {}).get(substance)
+        held = self.by_doc.get(doc_id)
+        existing = held.get(substance) if held else None
         if existing is not None:
             return existing
         holding = Holding(
@@ -435,7 +447,7 @@ class Ledger:
     ) -> None:
         country, year = doc.importing_country or "", doc.issue_date.year
         old = dict(self.by_doc.get(doc_id, {})) if previous_id else {}
-        waiting = self._waiting_exports(doc_id)
+        waiting = self._waiting_exports(doc_id) if self.waiting.get(doc_id) else {}
         for substance, (grams, line) in _totals(doc, bases).items():
             key = (country, substance, year)
             holding = old.get(substance)
@@ -443,13 +455,14 @@ class Ledger:
             drawn = holding.drawn if holding else ZERO
             # exports that arrived first are linked now and draw on this one
             links = []
+            linked = ZERO
             allowance = grams - drawn
-            for ea in waiting.get(substance, []):
+            for ea in waiting.get(substance, ()):
                 take = min(ea.reserved, max(allowance, ZERO))
                 if take > ZERO:
                     links.append((ea, take))
                     allowance -= take
-            linked = sum((t for _, t in links), ZERO)
+                    linked += take
             undrawn_after = max(grams - drawn - linked, ZERO)
             demand = undrawn_after - undrawn_before
             plan.findings += self._check(doc, substance, line, year, demand)
@@ -705,13 +718,15 @@ class Ledger:
                 ),
                 updates,
             )
-        new = [_values(x) for x in self.by_id.values() if x.new]
+        new: list[tuple[Any, ...]] = []
+        changed: list[dict[str, Any]] = []
+        for x in self.by_id.values():
+            if x.new:
+                new.append(_values(x))
+            elif x.dirty:
+                changed.append({f"b_{k}": v for k, v in self._row(x).items()})
+            x.new = x.dirty = False
         store.insert_tuples(self.conn, h, HOLDING_COLUMNS, new)
-        changed = [
-            {f"b_{k}": v for k, v in self._row(x).items()}
-            for x in self.by_id.values()
-            if x.dirty and not x.new
-        ]
         if changed:
             from sqlalchemy import bindparam
 
@@ -721,8 +736,6 @@ class Ledger:
                 .values({c: bindparam(f"b_{c}") for c in HOLDING_CHANGES}),
                 changed,
             )
-        for x in self.by_id.values():
-            x.new = x.dirty = False
         for bal in self.balances.values():
             bal.dirty = False
 

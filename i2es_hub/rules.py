@@ -199,9 +199,13 @@ def document_findings(
 # ----- export authorization against its import authorization --------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoredAuthorization:
-    """What the rules need of a stored import or export authorization."""
+    """What the rules need of a stored import or export authorization.
+
+    Read-only by convention, not frozen: the commit stage makes one for every
+    document it stores, and a frozen dataclass sets each field the slow way.
+    """
 
     id: str
     doc: Document

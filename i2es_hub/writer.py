@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 
 from i2es_hub import canonical, store, xmlsafe
 from i2es_hub.canonical import DocType, Document
-from i2es_hub.findings import Code, Finding, Severity, is_rejecting
+from i2es_hub.findings import Code, Finding, Severity, has_severity, is_rejecting
 from i2es_hub.ledger import Ledger
 from i2es_hub.reference import reference_for
 from i2es_hub.rules import (
@@ -352,7 +352,8 @@ class BatchWriter:
         if is_rejecting(findings):
             return self._reject(c, findings)
 
-        existing = self.known.get(c.identity) if c.identity else None
+        identity = c.identity
+        existing = self.known.get(identity) if identity else None
         digest = c.digest
         if existing is not None and existing.content_hash == digest:
             return Result(
@@ -400,7 +401,7 @@ class BatchWriter:
         if is_rejecting(findings):
             return self._reject(c, findings)
         findings = self.pipeline.policy.apply(doc.issuer, findings)
-        held = any(f.severity == Severity.HOLD for f in findings)
+        held = has_severity(findings, Severity.HOLD)
         result = self._store(c, findings, existing, digest, held, doc_id)
         if not held:  # held documents have no effect on the ledger until released
             self.ledger.execute(plan)
@@ -460,10 +461,10 @@ class BatchWriter:
         ):
             target_id = target.id
         if doc.doc_type is DocType.IMPORT_AUTHORIZATION:
-            waiting = list(
-                dict.fromkeys(self.waiting_exports.get((doc.issuer, doc.number), []))
+            waiting = self.waiting_exports.get((doc.issuer, doc.number))
+            self.ledger.waiting = (
+                {doc_id: list(dict.fromkeys(waiting))} if waiting else {}
             )
-            self.ledger.waiting = {doc_id: waiting}
         return self.ledger.plan(
             doc, doc_id, bases, existing.id if existing else None, target_id
         )
@@ -614,6 +615,7 @@ class BatchWriter:
         ref_number = ref.number if ref else None
         ref_country = ref.country if ref else None
         linked_id = target.id if target else None
+        importer, exporter = doc.importing_country, doc.exporting_country
         values = (
             state,
             version,
@@ -621,8 +623,8 @@ class BatchWriter:
             doc.issue_date,
             doc.validity_from,
             doc.validity_until,
-            doc.importing_country,
-            doc.exporting_country,
+            importer,
+            exporter,
             ref.doc_type.value if ref else None,
             ref_number,
             ref_country,
@@ -641,8 +643,8 @@ class BatchWriter:
                 state,
                 version,
                 digest,
-                doc.importing_country,
-                doc.exporting_country,
+                importer,
+                exporter,
                 ref_number,
                 ref_country,
                 linked_id,
