@@ -174,15 +174,17 @@ def recipients_of(
     doc_type: str, issuer: str, importer: str | None, exporter: str | None
 ) -> list[str]:
     """Who receives a document (DESIGN.md section 2), never its own issuer."""
+    countries: tuple[str | None, ...]
     if doc_type == DocType.IMPORT_AUTHORIZATION:
-        countries = [exporter]
+        countries = (exporter,)
     elif doc_type in (DocType.EXPORT_AUTHORIZATION, DocType.EXPORT_DECLARATION):
-        countries = [importer]
+        countries = (importer,)
     elif doc_type == DocType.ENDORSEMENT:
-        countries = [exporter]
+        countries = (exporter,)
     else:
-        countries = [importer, exporter]
-    return sorted({c for c in countries if c and c != issuer})
+        countries = (importer, exporter)
+    found = [c for c in countries if c and c != issuer]
+    return found if len(found) < 2 else sorted(set(found))
 
 
 class BatchWriter:
@@ -780,15 +782,15 @@ class BatchWriter:
         ):
             self.transition(target, "endorsed", actor, f"endorsed by {doc.number}")
         for country in recipients:
-            self._deliver(country, "document", doc_id=doc_id, version=version)
-        alerted = set(recipients)
+            self._deliver(country, "document", doc_id, version)
+        alerted: set[str] = set()
         for f in findings:
             alert_to = self._alert_country(doc, f)
-            if alert_to is None:
-                continue
-            self.alert(doc, doc_id, f, alert_to)
-            alerted.add(alert_to)
-        return sorted(alerted)
+            if alert_to is not None:
+                self.alert(doc, doc_id, f, alert_to)
+                alerted.add(alert_to)
+        # recipients_of gives them sorted, each once
+        return sorted(alerted.union(recipients)) if alerted else recipients
 
     @staticmethod
     def _alert_country(doc: Document, f: Finding) -> str | None:
@@ -825,7 +827,6 @@ class BatchWriter:
         self,
         country: str,
         kind: str,
-        *,
         doc_id: str | None = None,
         version: int | None = None,
         alert_id: str | None = None,
