@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 import operator
 import os
 import random
@@ -20,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     JSON,
@@ -351,16 +352,24 @@ def _tune_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+ROWS_PER_INSERT = 50
+"""Rows in one multi-row SQLite INSERT (at most 999 values, older builds' limit)."""
+
+
+class _InsertPlan(NamedTuple):
+    one: str  # INSERT of one row
+    many: str  # INSERT of `rows` rows
+    rows: int
+    converters: tuple[Any, ...]
+
+
 @functools.cache
-def _insert_plan(
-    dialect: Any, table: Table, columns: tuple[str, ...]
-) -> tuple[str, tuple[Any, ...]]:
-    """SQLite's driver-level INSERT for ``columns``, and each column's converter."""
+def _insert_plan(dialect: Any, table: Table, columns: tuple[str, ...]) -> _InsertPlan:
+    """SQLite's driver-level INSERTs for ``columns``, and each column's converter."""
     quote = dialect.identifier_preparer.quote
-    sql = (
-        f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
-        f"VALUES ({', '.join('?' for _ in columns)})"
-    )
+    head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)})"
+    row = f"({', '.join('?' for _ in columns)})"
+    rows = max(1, min(ROWS_PER_INSERT, 999 // len(columns)))
     converters: list[Any] = []
     for name in columns:
         column_type = table.c[name].type
@@ -373,7 +382,8 @@ def _insert_plan(
             converters.append(functools.partial(_by_value, process))
         else:
             converters.append(functools.partial(_each, process))
-    return sql, tuple(converters)
+    many = f"{head} VALUES {', '.join([row] * rows)}"
+    return _InsertPlan(f"{head} VALUES {row}", many, rows, tuple(converters))
 
 
 def insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -402,15 +412,17 @@ def insert_tuples(
     columns: tuple[str, ...],
     rows: Sequence[Sequence[Any]],
 ) -> None:
-    """Insert rows given as sequences of ``columns``' values, in one executemany.
+    """Insert rows given as sequences of ``columns``' values, in input order.
 
     On SQLite each value goes through its column type's bind processor (the
     stored form is the same as ``table.insert()`` writes) and the rows go to the
     driver as they are, which spares the per-row parameter handling of a
     compiled statement: the largest single cost of a batch commit. The work is
     done a column at a time, and a column's distinct values (the batch's
-    timestamp, its few dates) are converted once each. Other databases take
-    ``table.insert()``.
+    timestamp, its few dates) are converted once each. The rows then go in
+    statements of :data:`ROWS_PER_INSERT` rows each (one executemany), the rest
+    one row a statement: SQLite's per-statement work is done once per 50 rows.
+    Other databases take ``table.insert()``.
     """
     if not rows:
         return
@@ -418,15 +430,22 @@ def insert_tuples(
         named = [dict(zip(columns, row, strict=True)) for row in rows]
         conn.execute(table.insert(), named)
         return
-    sql, converters = _insert_plan(conn.dialect, table, columns)
+    plan = _insert_plan(conn.dialect, table, columns)
     params = rows
-    if any(converters):
+    if any(plan.converters):
         by_column: list[Any] = list(zip(*rows, strict=True))
-        for index, convert in enumerate(converters):
+        for index, convert in enumerate(plan.converters):
             if convert is not None:
                 by_column[index] = convert(by_column[index])
         params = list(zip(*by_column, strict=True))
-    conn.exec_driver_sql(sql, params)
+    step = plan.rows
+    whole = len(params) - len(params) % step
+    if whole:
+        chain = itertools.chain.from_iterable
+        grouped = [tuple(chain(params[i : i + step])) for i in range(0, whole, step)]
+        conn.exec_driver_sql(plan.many, grouped)
+    if whole < len(params):
+        conn.exec_driver_sql(plan.one, params[whole:])
 
 
 def _each(process: Callable[[Any], Any], values: Sequence[Any]) -> list[Any]:

@@ -119,6 +119,35 @@ def test_insert_many_converts_each_value_as_table_insert_does(engine: Engine) ->
             assert differing <= names, (i, dict(plain), dict(fast))
 
 
+def test_insert_tuples_stores_every_row_in_order_past_a_multi_row_statement(
+    engine: Engine,
+) -> None:
+    # Two whole multi-row statements and a remainder of single-row ones.
+    count = 2 * store.ROWS_PER_INSERT + 3
+    at = dt.datetime(2026, 12, 4, 5, 6, 7, tzinfo=dt.UTC)
+    rows = [
+        (at, f"doc-{i:03d}", i % 3 + 1, None if i % 2 else "received", "accepted",
+         "KE/cli", f"reason {i:03d}")
+        for i in range(count)
+    ]  # fmt: skip
+    columns = ("at", "document_id", "version", "from_state", "to_state", "actor",
+               "reason")  # fmt: skip
+    with store.write_transaction(engine) as conn:
+        store.insert_tuples(conn, store.audit, columns, rows)
+    a = store.audit
+    with store.read_transaction(engine) as conn:
+        stored = conn.execute(
+            select(*(a.c[name] for name in columns)).order_by(a.c.id)
+        ).all()
+    # SQLite gives timestamps back without their zone (stored as UTC)
+    naive = at.replace(tzinfo=None)
+    assert [
+        (row[0].astimezone(dt.UTC).replace(tzinfo=None) if row[0].tzinfo else row[0],
+         *row[1:])
+        for row in stored
+    ] == [(naive, *row[1:]) for row in rows]  # fmt: skip
+
+
 def test_insert_many_refuses_rows_whose_keys_differ(engine: Engine) -> None:
     # A row missing a key must not be stored with its values shifted into the
     # wrong columns: the batch fails, as table.insert() would, and nothing stays.
