@@ -88,8 +88,13 @@ _WIDE = (
 )
 
 
+_WIDE_STARTS = frozenset(mark[:2] for mark, _ in _WIDE)
+
+
 def _as_utf8(head: bytes) -> bytes:
     """The head re-encoded as UTF-8 when it is UTF-16 or UTF-32, else unchanged."""
+    if head[:2] not in _WIDE_STARTS:  # UTF-8 or ASCII: nearly every document
+        return head
     for mark, codec in _WIDE:
         if head.startswith(mark):
             start = 0 if b"<" in mark else len(mark)
