@@ -14,6 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import itertools
+import json
+import json.encoder
 import operator
 import os
 import random
@@ -290,12 +292,42 @@ def get_engine(url: str | None = None) -> Engine:
             "(expected e.g. sqlite:///var/hub.db or postgresql://user@host/db)"
         ) from exc
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": 60})
+        engine = create_engine(
+            url, connect_args={"timeout": 60}, json_serializer=dump_json
+        )
         _tune_sqlite(engine)
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True, json_serializer=dump_json)
     _engines.append(engine)
     return engine
+
+
+def _json_dumper() -> Callable[[Any], str]:
+    """``json.dumps`` with its default settings, its C encoder made once.
+
+    ``json.dumps`` builds a new encoder at every call: half the cost of encoding a
+    finding, and the commit stage encodes every stored version's findings. Same
+    text as ``json.dumps``; without the C encoder, ``json.dumps`` itself.
+    """
+    make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if make_encoder is None:
+        return json.dumps
+    encode = make_encoder(
+        None,  # no check for cycles: the hub stores plain data
+        json.JSONEncoder().default,
+        json.encoder.encode_basestring_ascii,
+        None,
+        ": ",
+        ", ",
+        False,
+        False,
+        True,
+    )
+    return lambda value: "".join(encode(value, 0))
+
+
+dump_json = _json_dumper()
+"""Serialize a JSON column's value (``json.dumps`` with its defaults, faster)."""
 
 
 def sqlite_file(engine: Engine) -> str | None:

@@ -8,6 +8,7 @@ from worker processes by pickle; a round trip must give back an equal candidate.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import pickle
 from decimal import Decimal
 
@@ -146,6 +147,19 @@ def test_insert_tuples_stores_every_row_in_order_past_a_multi_row_statement(
          *row[1:])
         for row in stored
     ] == [(naive, *row[1:]) for row in rows]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        [],
+        [{"code": "NO_ESTIMATE", "line": 1, "figures": {"year": 2026, "g": "752.0"}}],
+        {"text": 'é " \\ \n', "numbers": [1.5, -0.0, 10**30], "flags": [True, None]},
+        "plain",
+    ],
+)
+def test_json_columns_are_written_as_json_dumps_writes_them(value: object) -> None:
+    assert store.dump_json(value) == json.dumps(value)
 
 
 def test_insert_many_refuses_rows_whose_keys_differ(engine: Engine) -> None:
