@@ -42,11 +42,15 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     create_engine,
     event,
+    func,
+    select,
     text,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.sql.elements import ColumnElement
 
 from i2es_hub.errors import ConfigError
 
@@ -495,6 +499,23 @@ def _by_value(process: Callable[[Any], Any], values: Sequence[Any]) -> list[Any]
         return list(map(done.__getitem__, values))
     except (TypeError, KeyError):  # unhashable, or a NaN (not equal to itself)
         return [process(value) for value in values]
+
+
+def in_list(
+    column: ColumnElement[Any], name: str, *, sqlite: bool
+) -> ColumnElement[bool]:
+    """``column IN`` the list of values bound to the parameter ``name``.
+
+    On SQLite the list goes as one JSON parameter, read back with ``json_each``:
+    SQLAlchemy renders an expanding parameter's placeholders anew at every
+    execution, 0.7 ms for 400 values, which an ingest batch's look-ups paid
+    twice. Elsewhere it is an expanding parameter. Either way the column's index
+    answers each value.
+    """
+    if sqlite:
+        values = func.json_each(bindparam(name, type_=JSON)).table_valued("value")
+        return column.in_(select(values.c.value))
+    return column.in_(bindparam(name, expanding=True))
 
 
 def is_sqlite(engine: Engine) -> bool:

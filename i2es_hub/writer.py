@@ -121,15 +121,19 @@ DELIVERY_COLUMNS = (
     "delivered_at",
     "acknowledged_at",
 )
-# The batch's look-ups, built once: a list given to an expanding parameter at
-# execution is not coerced value by value as a list given to ``in_()`` is.
-_BY_NUMBER = select(store.documents).where(
-    store.documents.c.number.in_(bindparam("numbers", expanding=True))
-)
+# The batch's look-ups, built once for each kind of database (store.in_list):
+# a list given to an expanding parameter at execution is not coerced value by
+# value as a list given to ``in_()`` is.
+_BY_NUMBER = {
+    sqlite: select(store.documents).where(
+        store.in_list(store.documents.c.number, "numbers", sqlite=sqlite)
+    )
+    for sqlite in (True, False)
+}
 # "linked_id IS NULL" stays out of the WHERE clause: that test is made in Python
 # on the few rows found by ref_number, never by an index over the unlinked.
-_QUOTING = (
-    select(
+_QUOTING = {
+    sqlite: select(
         store.documents.c.id,
         store.documents.c.ref_country,
         store.documents.c.ref_number,
@@ -137,11 +141,12 @@ _QUOTING = (
     )
     .where(
         store.documents.c.ref_type == DocType.IMPORT_AUTHORIZATION.value,
-        store.documents.c.ref_number.in_(bindparam("numbers", expanding=True)),
+        store.in_list(store.documents.c.ref_number, "numbers", sqlite=sqlite),
         store.documents.c.state.in_(ACTIVE_STATES),
     )
     .order_by(store.documents.c.created_at)
-)
+    for sqlite in (True, False)
+}
 
 
 @dataclass(slots=True)
@@ -236,11 +241,12 @@ class BatchWriter:
             docs = [c.doc for c in self.candidates if c.doc is not None]
         wanted = self._wanted(docs)
         numbers = sorted({number for _, _, number in wanted})
+        by_number = _BY_NUMBER[self.conn.dialect.name == "sqlite"]
         # By number alone (indexed), then the identity in Python: a row-value IN
         # over three columns is not an index lookup on every database.
         for start in range(0, len(numbers), 400):
             chunk = numbers[start : start + 400]
-            rows = self.conn.execute(_BY_NUMBER, {"numbers": chunk}).mappings()
+            rows = self.conn.execute(by_number, {"numbers": chunk}).mappings()
             for row in rows:
                 identity = (row["issuer"], row["doc_type"], row["number"])
                 if row["id"] in self.by_id or identity not in wanted:
@@ -430,10 +436,11 @@ class BatchWriter:
         ]
         quoted = set(ias)
         numbers = sorted({number for _, number in quoted})
+        quoting = _QUOTING[self.conn.dialect.name == "sqlite"]
         for start in range(0, len(numbers), 400):
             chunk = numbers[start : start + 400]
             # by ref_number (indexed): only the documents quoting these numbers
-            rows = self.conn.execute(_QUOTING, {"numbers": chunk})
+            rows = self.conn.execute(quoting, {"numbers": chunk})
             for waiting in rows:
                 key = (str(waiting.ref_country), str(waiting.ref_number))
                 if waiting.linked_id is not None or key not in quoted:
