@@ -230,6 +230,18 @@ class Document:
 _NS_LEN = len(NS) + 2
 _STREET = q("Street")
 _TRUE = ("true", "1")  # xs:boolean's two spellings of true
+_CONTAINERS = frozenset(
+    {
+        "Validity",
+        "Importer",
+        "Exporter",
+        "Lines",
+        "ImportAuthorizationRef",
+        "ExportAuthorizationRef",
+        "Cancels",
+    }
+)
+"""The document root's children that hold elements rather than a text."""
 Children = dict[str, etree._Element]
 Texts = dict[str, str]
 
@@ -358,7 +370,18 @@ def read_document(root: etree._Element) -> Document:
     doc_type = ROOTS.get(root.tag)
     if doc_type is None:
         raise ValueError(f"not a canonical document: {root.tag}")
-    f, t = _children(root)
+    # The root's children in one loop: the containers kept, the others' texts read.
+    f: Children = {}
+    t: Texts = {}
+    for child in root:
+        tag = child.tag
+        if tag.__class__ is str:
+            name = tag[_NS_LEN:]
+            if name in _CONTAINERS:
+                f[name] = child
+            else:
+                value = child.text
+                t[name] = value.strip() if value else ""
     validity = _children(f.get("Validity"))[1]
     text = t.get
     return Document(

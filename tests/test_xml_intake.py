@@ -92,3 +92,37 @@ def test_content_digest_ignores_layout_but_not_content() -> None:
     changed = data.replace(b">1000<", b">999<")
     assert canonical.content_hash(xmlsafe.parse(changed)) != base
     assert compact  # the compact form is only a sanity check of the split above
+
+
+def test_the_reader_knows_every_root_child_that_holds_elements() -> None:
+    # read_document keeps the root's children in canonical._CONTAINERS as elements
+    # and reads every other child as text; derive the containers from the schema.
+    xs = "{http://www.w3.org/2001/XMLSchema}"
+    schema = xmlsafe.parse(canonical.XSD_PATH.read_bytes())
+    complex_types = {  # those with elements inside (not a text with attributes)
+        t.get("name"): t
+        for t in schema.iter(f"{xs}complexType")
+        if t.find(f"{xs}simpleContent") is None
+    }
+    groups = {g.get("name"): g for g in schema.findall(f"{xs}group")}
+
+    def children(particle: object) -> list[object]:
+        found = []
+        for child in particle:  # type: ignore[attr-defined]
+            if child.tag == f"{xs}element":
+                found.append(child)
+            elif child.tag == f"{xs}group":
+                found += children(groups[child.get("ref")])
+            elif child.tag in (f"{xs}sequence", f"{xs}choice", f"{xs}complexType"):
+                found += children(child)
+        return found
+
+    containers = set()
+    for root in schema.findall(f"{xs}element"):
+        if canonical.q(root.get("name")) not in canonical.ROOTS:
+            continue
+        for element in children(complex_types[root.get("type")]):
+            inline = element.find(f"{xs}complexType") is not None
+            if inline or element.get("type") in complex_types:
+                containers.add(element.get("name"))
+    assert containers == canonical._CONTAINERS
