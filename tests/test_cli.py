@@ -172,6 +172,20 @@ def test_ingest_refuses_a_missing_file_or_a_folder_before_storing_anything(
     assert row["outcome"] == "accepted"
 
 
+def test_ingest_names_an_option_written_after_the_files(hub):
+    hub("db", "upgrade", check=True)
+    good = str(EXAMPLES / "import-authorization.xml")
+    for late in (["--from", "KE"], ["--json"], ["--batch-size=5"]):
+        args = ["ingest"] + (["--from", "KE"] if late[0] != "--from" else [])
+        r = hub(*args, good, *late)
+        assert r.returncode == 2
+        assert f"{late[0]} comes after the files" in r.stderr
+        assert "put the options first" in r.stderr
+    # nothing was ingested by the refused runs: the example is new now
+    [row] = rows(hub("ingest", "--json", "--from", "KE", good, check=True).stdout)
+    assert row["outcome"] == "accepted"
+
+
 def test_many_files_are_checked_alike_before_and_after_the_workers_get_the_lists(
     hub, tmp_path: Path
 ):
