@@ -508,9 +508,9 @@ def in_list(
 
     On SQLite the list goes as one JSON parameter, read back with ``json_each``:
     SQLAlchemy renders an expanding parameter's placeholders anew at every
-    execution, 0.7 ms for 400 values, which an ingest batch's look-ups paid
-    twice. Elsewhere it is an expanding parameter. Either way the column's index
-    answers each value.
+    execution (260 against 96 µs a call for 400 values, and an ingest batch of
+    500 makes four such calls). Elsewhere it is an expanding parameter. Either
+    way the column's index answers each value.
     """
     if sqlite:
         values = func.json_each(bindparam(name, type_=JSON)).table_valued("value")

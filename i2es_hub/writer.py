@@ -121,9 +121,9 @@ DELIVERY_COLUMNS = (
     "delivered_at",
     "acknowledged_at",
 )
-# The batch's look-ups, built once for each kind of database (store.in_list):
-# a list given to an expanding parameter at execution is not coerced value by
-# value as a list given to ``in_()`` is.
+# The batch's look-ups, built once for SQLite and once for other databases
+# (store.in_list): the numbers are bound at execution as one list, never coerced
+# value by value into literals as a list given to ``in_()`` is.
 _BY_NUMBER = {
     sqlite: select(store.documents).where(
         store.in_list(store.documents.c.number, "numbers", sqlite=sqlite)
